@@ -1,0 +1,3 @@
+from mercato.cli.main import main
+
+main()

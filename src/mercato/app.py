@@ -1,0 +1,137 @@
+"""The composition root: `create_app(settings)` wires every context into one ASGI app."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from prometheus_client import CollectorRegistry
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import HTMLResponse
+
+from mercato import __version__
+from mercato.catalog import api as catalog_api
+from mercato.core import health
+from mercato.core.access import public
+from mercato.core.config import Environment, Settings
+from mercato.core.database import Database
+from mercato.core.embedded import EmbeddedPostgres
+from mercato.core.error_handlers import install_error_handlers
+from mercato.core.middleware import (
+    BodyGuardMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
+from mercato.core.observability import HttpMetrics, PoolCollector, configure_logging
+from mercato.core.pagination import CursorCodec
+
+log = structlog.get_logger("mercato")
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    """Build the app. Pass `database` to share a pool the caller owns (tests do)."""
+    settings = (settings or Settings()).with_local_secrets()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    registry = CollectorRegistry()
+    metrics = HttpMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        embedded: EmbeddedPostgres | None = None
+        owned = database is None
+        if database is not None:
+            db = database
+        else:
+            url = settings.database_url
+            if url is None:
+                embedded = EmbeddedPostgres(settings.data_dir)
+                url = embedded.start()
+            db = await Database.connect(
+                url,
+                min_size=settings.db_pool_min,
+                max_size=settings.db_pool_max,
+                statement_timeout_ms=settings.db_statement_timeout_ms,
+            )
+        app.state.db = db
+        registry.register(PoolCollector(db.pool_stats))
+        log.info("started", version=__version__, environment=settings.environment.value)
+        try:
+            yield
+        finally:
+            if owned:
+                await db.close()
+            if embedded is not None:
+                embedded.stop()
+            log.info("stopped")
+
+    middleware: list[Middleware] = [
+        Middleware(SecurityHeadersMiddleware, hsts=settings.hsts),
+        Middleware(RequestContextMiddleware, metrics=metrics, access_log=settings.access_log),
+    ]
+    if settings.cors_allow_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_allow_origins,
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_headers=[
+                    "authorization",
+                    "content-type",
+                    "if-match",
+                    "if-none-match",
+                    "idempotency-key",
+                    "x-request-id",
+                ],
+                expose_headers=["etag", "location", "x-request-id"],
+                max_age=600,
+            )
+        )
+    middleware.append(Middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes))
+
+    app = FastAPI(
+        title="Mercato",
+        version=__version__,
+        summary="A commerce backend: catalog, orders, events and real-time streams.",
+        lifespan=lifespan,
+        middleware=middleware,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.metrics_registry = registry
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
+    app.state.cursor_codec = CursorCodec(secret.encode())
+    install_error_handlers(app)
+    _add_docs(app)
+    health.register_routes(app)
+    catalog_api.register_routes(app, prefix=API_PREFIX)
+    return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    # The docs pages are registered by hand so that they, too, declare an access rule.
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Mercato API")
+
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="Mercato API")
+
+    for path, endpoint in (("/docs", swagger), ("/redoc", redoc)):
+        app.add_api_route(
+            path, endpoint, methods=["GET"], include_in_schema=False, dependencies=[Depends(public)]
+        )
+
+
+def openapi_document() -> str:
+    """The API's OpenAPI document, stably formatted (the committed snapshot's format)."""
+    settings = Settings(environment=Environment.TEST, admin_api_key="x" * 32, secret_key="x" * 32)
+    document = create_app(settings).openapi()
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"

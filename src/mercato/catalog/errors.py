@@ -1,0 +1,55 @@
+"""The catalog's domain errors, each with its stable code."""
+
+from __future__ import annotations
+
+from mercato.core.errors import Conflict, NotFound, ValidationFailed
+
+
+class ProductNotFound(NotFound):
+    code = "PRODUCT_NOT_FOUND"
+    message = "No such product."
+
+
+class CategoryNotFound(NotFound):
+    code = "CATEGORY_NOT_FOUND"
+    message = "No such category."
+
+
+class UnknownCategory(ValidationFailed):
+    code = "UNKNOWN_CATEGORY"
+    message = "The category given does not exist."
+
+
+class SkuAlreadyExists(Conflict):
+    code = "SKU_ALREADY_EXISTS"
+    message = "A product with this SKU already exists."
+
+
+class CategorySlugTaken(Conflict):
+    code = "CATEGORY_SLUG_TAKEN"
+    message = "A sibling category already uses this slug."
+
+
+class CategoryNotEmpty(Conflict):
+    code = "CATEGORY_NOT_EMPTY"
+    message = "The category still has products; move them first (move_products_to=<id>)."
+
+
+class CategoryHasChildren(Conflict):
+    code = "CATEGORY_HAS_CHILDREN"
+    message = "The category still has subcategories; delete or move them first."
+
+
+class CategoryCycle(Conflict):
+    code = "CATEGORY_CYCLE"
+    message = "A category cannot be moved under itself or one of its descendants."
+
+
+class CategoryTooDeep(ValidationFailed):
+    code = "CATEGORY_TOO_DEEP"
+    message = "Categories may not be nested deeper than this."
+
+
+class ProductNotDeleted(Conflict):
+    code = "PRODUCT_NOT_DELETED"
+    message = "Only a deleted product can be restored."

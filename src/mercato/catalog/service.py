@@ -1,0 +1,230 @@
+"""The catalog's use cases. Each runs inside the caller's transaction and never commits."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from mercato.catalog import repository
+from mercato.catalog.errors import (
+    CategoryCycle,
+    CategoryHasChildren,
+    CategoryNotEmpty,
+    CategoryNotFound,
+    CategoryTooDeep,
+    ProductNotDeleted,
+    ProductNotFound,
+    UnknownCategory,
+)
+from mercato.catalog.rules import (
+    MAX_CATEGORY_DEPTH,
+    ProductFilters,
+    child_path,
+    depth_of,
+    is_within,
+    slugify,
+)
+from mercato.catalog.schemas import CategoryCreate, CategoryUpdate, ProductCreate
+from mercato.core.database import Executor
+from mercato.core.errors import PreconditionFailed, ValidationFailed
+
+MAX_CATEGORIES_LISTED = 10_000
+
+
+def _check_version(row: asyncpg.Record, expected_version: int | None) -> None:
+    if expected_version is not None and row["version"] != expected_version:
+        raise PreconditionFailed()
+
+
+async def _require_category(db: Executor, category_id: uuid.UUID) -> asyncpg.Record:
+    category = await repository.get_category(db, category_id)
+    if category is None:
+        raise UnknownCategory()
+    return category
+
+
+# --- products ---------------------------------------------------------------------------
+
+
+async def create_product(db: Executor, data: ProductCreate) -> asyncpg.Record:
+    if data.category_id is not None:
+        await _require_category(db, data.category_id)
+    return await repository.insert_product(db, data.model_dump())
+
+
+async def update_product(
+    db: Executor, product_id: uuid.UUID, *, changes: dict[str, Any], expected_version: int | None
+) -> asyncpg.Record:
+    current = await repository.lock_product(db, product_id)
+    if current is None or current["deleted_at"] is not None:
+        raise ProductNotFound()
+    _check_version(current, expected_version)
+    if changes.get("category_id") is not None:
+        await _require_category(db, changes["category_id"])
+    if not changes:
+        return current
+    return await repository.update_product(db, product_id, changes)
+
+
+async def delete_product(
+    db: Executor, product_id: uuid.UUID, *, expected_version: int | None
+) -> None:
+    current = await repository.lock_product(db, product_id)
+    if current is None or current["deleted_at"] is not None:
+        raise ProductNotFound()
+    _check_version(current, expected_version)
+    await repository.set_product_deleted(db, product_id, deleted=True)
+
+
+async def restore_product(
+    db: Executor, product_id: uuid.UUID, *, expected_version: int | None
+) -> asyncpg.Record:
+    current = await repository.lock_product(db, product_id)
+    if current is None:
+        raise ProductNotFound()
+    if current["deleted_at"] is None:
+        raise ProductNotDeleted()
+    _check_version(current, expected_version)
+    return await repository.set_product_deleted(db, product_id, deleted=False)
+
+
+async def resolve_filters(
+    db: Executor, *, category_id: uuid.UUID | None, filters: ProductFilters
+) -> ProductFilters:
+    """Turn a category id into the path prefix that selects its whole subtree."""
+    if category_id is None:
+        return filters
+    category = await repository.get_category(db, category_id)
+    if category is None:
+        raise UnknownCategory()
+    return ProductFilters(
+        category_path=category["path"],
+        min_price=filters.min_price,
+        max_price=filters.max_price,
+        brand=filters.brand,
+        in_stock=filters.in_stock,
+        tsquery=filters.tsquery,
+    )
+
+
+# --- categories -------------------------------------------------------------------------
+
+
+async def create_category(db: Executor, data: CategoryCreate) -> asyncpg.Record:
+    parent_path = None
+    if data.parent_id is not None:
+        parent = await _require_category(db, data.parent_id)
+        parent_path = parent["path"]
+    category_id = uuid.uuid4()
+    path = child_path(parent_path, category_id)
+    if depth_of(path) > MAX_CATEGORY_DEPTH:
+        raise CategoryTooDeep(f"Categories may be nested at most {MAX_CATEGORY_DEPTH} deep.")
+    slug = data.slug or slugify(data.name)
+    if not slug:
+        raise ValidationFailed(
+            details=[
+                {"field": "body.slug", "message": "give a slug: none can be made from the name"}
+            ]
+        )
+    return await repository.insert_category(
+        db,
+        {
+            "id": category_id,
+            "parent_id": data.parent_id,
+            "name": data.name,
+            "slug": slug,
+            "path": path,
+            "depth": depth_of(path),
+            "description": data.description,
+        },
+    )
+
+
+async def update_category(
+    db: Executor, category_id: uuid.UUID, *, data: CategoryUpdate, expected_version: int | None
+) -> asyncpg.Record:
+    current = await repository.lock_category(db, category_id)
+    if current is None:
+        raise CategoryNotFound()
+    _check_version(current, expected_version)
+    changes = {name: getattr(data, name) for name in data.model_fields_set}
+    for required in ("name", "slug"):
+        if required in changes and changes[required] is None:
+            raise ValidationFailed(
+                details=[{"field": f"body.{required}", "message": "cannot be null"}]
+            )
+    if "parent_id" in changes and changes["parent_id"] != current["parent_id"]:
+        await _move_category(db, current, changes["parent_id"])
+    if not changes:
+        return current
+    return await repository.update_category(db, category_id, changes)
+
+
+async def _move_category(
+    db: Executor, category: asyncpg.Record, new_parent_id: uuid.UUID | None
+) -> None:
+    parent_path = None
+    if new_parent_id is not None:
+        parent = await _require_category(db, new_parent_id)
+        if is_within(parent["path"], category["path"]):
+            raise CategoryCycle()
+        parent_path = parent["path"]
+    new_path = child_path(parent_path, category["id"])
+    deepest = await db.fetchval(
+        "SELECT max(depth) FROM catalog.categories WHERE path LIKE $1 || '%'", category["path"]
+    )
+    if deepest - category["depth"] + depth_of(new_path) > MAX_CATEGORY_DEPTH:
+        raise CategoryTooDeep(f"Categories may be nested at most {MAX_CATEGORY_DEPTH} deep.")
+    await repository.move_subtree(db, old_path=category["path"], new_path=new_path)
+
+
+async def delete_category(
+    db: Executor,
+    category_id: uuid.UUID,
+    *,
+    expected_version: int | None,
+    move_products_to: uuid.UUID | None,
+) -> None:
+    current = await repository.lock_category(db, category_id)
+    if current is None:
+        raise CategoryNotFound()
+    _check_version(current, expected_version)
+    if await repository.has_children(db, category_id):
+        raise CategoryHasChildren()
+    if move_products_to is not None:
+        if move_products_to == category_id:
+            raise ValidationFailed(
+                details=[{"field": "query.move_products_to", "message": "must be another category"}]
+            )
+        await _require_category(db, move_products_to)
+        await repository.move_products(db, source=category_id, target=move_products_to)
+    elif await repository.count_products_in_category(db, category_id) > 0:
+        raise CategoryNotEmpty()
+    await repository.delete_category(db, category_id)
+
+
+def category_tree(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    """Nest categories (rows ordered by path, so parents come first) into a tree."""
+    nodes: dict[uuid.UUID, dict[str, Any]] = {}
+    roots: list[dict[str, Any]] = []
+    for row in rows:
+        node = {
+            "id": str(row["id"]),
+            "name": row["name"],
+            "slug": row["slug"],
+            "depth": row["depth"],
+            "children": [],
+        }
+        nodes[row["id"]] = node
+        parent = nodes.get(row["parent_id"]) if row["parent_id"] else None
+        (parent["children"] if parent else roots).append(node)
+    _sort_by_name(roots)
+    return roots
+
+
+def _sort_by_name(nodes: list[dict[str, Any]]) -> None:
+    nodes.sort(key=lambda node: (node["name"].casefold(), node["slug"]))
+    for node in nodes:
+        _sort_by_name(node["children"])

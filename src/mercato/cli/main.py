@@ -1,0 +1,139 @@
+"""The `mercato` command line: serve, migrate, seed, and database facts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import asyncpg
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from mercato.app import openapi_document
+from mercato.catalog.demo_data import seed_catalog
+from mercato.cli.database import database_url
+from mercato.core import migrate as migrations
+from mercato.core.config import Settings
+from mercato.core.database import asyncpg_dsn
+
+app = typer.Typer(help="Mercato: a commerce backend on PostgreSQL.", no_args_is_help=True)
+db_app = typer.Typer(help="Database facts and maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the API (uvicorn, uvloop, httptools)."""
+    settings = Settings()
+    with database_url(settings) as url:
+        # Workers are separate processes: they read the resolved URL from the environment,
+        # so they share this process's embedded server instead of starting their own.
+        os.environ["DATABASE_URL"] = url
+        uvicorn.run(
+            "mercato.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            proxy_headers=True,
+            forwarded_allow_ips=",".join(settings.trusted_proxies),
+            server_header=False,
+            log_level="warning",
+            timeout_graceful_shutdown=20,
+        )
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Bring the database schema up to date (Alembic)."""
+    with database_url(Settings()) as url:
+        migrations.upgrade(url, revision)
+    console.print(f"[green]migrated to {revision}[/green]")
+
+
+@app.command()
+def seed(
+    products: Annotated[int, typer.Option(min=0, max=10_000_000)] = 10_000,
+    categories: Annotated[int, typer.Option(min=1, max=100_000)] = 200,
+) -> None:
+    """Load the deterministic demo data set (idempotent: only missing rows are added)."""
+
+    async def run(url: str) -> int:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            return await seed_catalog(conn, product_count=products, category_count=categories)
+        finally:
+            await conn.close()
+
+    with database_url(Settings()) as url:
+        started = time.perf_counter()
+        added = asyncio.run(run(url))
+    elapsed = time.perf_counter() - started
+    console.print(f"seeded: {added} products added ({products} requested) in {elapsed:.1f}s")
+
+
+@db_app.command("info")
+def db_info() -> None:
+    """Server version, schema revision, sizes and row counts."""
+
+    async def run(url: str) -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            version = await conn.fetchval("SHOW server_version")
+            size = await conn.fetchval(
+                "SELECT pg_size_pretty(pg_database_size(current_database()))"
+            )
+            revision = await conn.fetchval(
+                "SELECT version_num FROM alembic_version"
+                if await conn.fetchval("SELECT to_regclass('public.alembic_version') IS NOT NULL")
+                else "SELECT 'none'"
+            )
+            tables = await conn.fetch(
+                "SELECT n.nspname AS schema, c.relname AS table, c.reltuples::bigint AS rows, "
+                "pg_size_pretty(pg_total_relation_size(c.oid)) AS size FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+                "AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'public') "
+                "ORDER BY 1, 2"
+            )
+        finally:
+            await conn.close()
+        console.print(f"PostgreSQL {version}, database size {size}, schema revision {revision}")
+        table = Table("schema", "table", "rows (estimate)", "size")
+        for row in tables:
+            table.add_row(row["schema"], row["table"], str(max(row["rows"], 0)), row["size"])
+        console.print(table)
+
+    with database_url(Settings()) as url:
+        asyncio.run(run(url))
+
+
+@app.command()
+def openapi(
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Print (or write) the OpenAPI document, as committed in docs/openapi.json."""
+    document = openapi_document()
+    if output is None:
+        sys.stdout.write(document)
+    else:
+        output.write_text(document)
+        console.print(f"wrote {output}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""The shared kernel: configuration, database access, errors, HTTP plumbing, observability."""

@@ -1,0 +1,102 @@
+"""Typed settings, read from the environment (and `.env`), grouped by concern."""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MERCATO_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+
+    # Database. Without a URL, an embedded PostgreSQL is started in `data_dir`.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "MERCATO_DATABASE_URL")
+    )
+    data_dir: Path = Path(".mercato")
+    db_pool_min: int = Field(default=2, ge=1)
+    db_pool_max: int = Field(default=20, ge=1)
+    db_statement_timeout_ms: int = Field(default=5_000, ge=100)
+
+    # Secrets. In development they default to values kept in `data_dir`; production
+    # refuses to start without them (see `require_production_secrets`).
+    admin_api_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+
+    # HTTP edge.
+    cors_allow_origins: Annotated[list[str], NoDecode] = []
+    max_body_bytes: int = Field(default=1_048_576, ge=1_024)
+    hsts: bool = False
+    trusted_proxies: Annotated[list[str], NoDecode] = ["127.0.0.1"]
+
+    # Observability.
+    log_level: str = "INFO"
+    log_json: bool = True
+    access_log: bool = True
+    metrics_public: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_lists(cls, values: dict[str, object]) -> dict[str, object]:
+        for key in ("cors_allow_origins", "trusted_proxies"):
+            raw = values.get(key)
+            if isinstance(raw, str):
+                values[key] = [item.strip() for item in raw.split(",") if item.strip()]
+        return values
+
+    @model_validator(mode="after")
+    def require_production_secrets(self) -> Settings:
+        if self.environment is Environment.PRODUCTION:
+            missing = [
+                name
+                for name in ("database_url", "admin_api_key", "secret_key")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"production requires {', '.join(missing)} to be set")
+            for name in ("admin_api_key", "secret_key"):
+                value: SecretStr = getattr(self, name)
+                if len(value.get_secret_value()) < 32:
+                    raise ValueError(f"{name} must be at least 32 characters in production")
+            if "*" in self.cors_allow_origins:
+                raise ValueError("a wildcard CORS origin is refused in production")
+        return self
+
+    def with_local_secrets(self) -> Settings:
+        """Fill unset secrets from files in `data_dir`, creating them on first use.
+
+        Only for development and tests: a fresh clone must work with no setup, and the
+        key must survive restarts so that cursors and scripts keep working.
+        """
+        if self.environment is Environment.PRODUCTION:
+            return self
+        updates: dict[str, SecretStr] = {}
+        for name in ("admin_api_key", "secret_key"):
+            if getattr(self, name) is None:
+                updates[name] = SecretStr(_read_or_create_secret(self.data_dir / name))
+        return self.model_copy(update=updates) if updates else self
+
+
+def _read_or_create_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(value + "\n")
+    return value

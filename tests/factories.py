@@ -1,0 +1,57 @@
+"""Factories: valid payloads with unique values, and helpers that create through the API."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import httpx
+
+_counter = itertools.count(1)
+
+
+def product_payload(**overrides: Any) -> dict[str, Any]:
+    n = next(_counter)
+    payload: dict[str, Any] = {
+        "sku": f"TEST-{n:06d}",
+        "name": f"Test Product {n}",
+        "description": "A sturdy thing for testing",
+        "brand": "Acme",
+        "price": "19.99",
+        "inventory_count": 5,
+    }
+    payload.update(overrides)
+    return payload
+
+
+def category_payload(**overrides: Any) -> dict[str, Any]:
+    n = next(_counter)
+    payload: dict[str, Any] = {"name": f"Category {n}", "slug": f"category-{n}"}
+    payload.update(overrides)
+    return payload
+
+
+async def create_category(
+    client: httpx.AsyncClient, admin: dict[str, str], **overrides: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/categories", json=category_payload(**overrides), headers=admin
+    )
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+async def create_product(
+    client: httpx.AsyncClient, admin: dict[str, str], **overrides: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/products", json=product_payload(**overrides), headers=admin
+    )
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+def if_match(version: int) -> dict[str, str]:
+    return {"If-Match": f'"{version}"'}
