@@ -120,7 +120,7 @@ async def update_product(
 ) -> asyncpg.Record:
     columns = [name for name in WRITABLE_PRODUCT_FIELDS if name in changes]
     assignments = [f"{name} = ${i}" for i, name in enumerate(columns, start=2)]
-    assignments += ["version = version + 1", "updated_at = now()"]
+    assignments += ["version = version + 1", "updated_at = clock_timestamp()"]
     try:
         return await db.fetchrow(
             f"UPDATE catalog.products SET {', '.join(assignments)} WHERE id = $1 "
@@ -136,8 +136,8 @@ async def set_product_deleted(
     db: Executor, product_id: uuid.UUID, *, deleted: bool
 ) -> asyncpg.Record:
     return await db.fetchrow(
-        "UPDATE catalog.products SET deleted_at = CASE WHEN $2 THEN now() END, "
-        "version = version + 1, updated_at = now() WHERE id = $1 "
+        "UPDATE catalog.products SET deleted_at = CASE WHEN $2 THEN clock_timestamp() END, "
+        "version = version + 1, updated_at = clock_timestamp() WHERE id = $1 "
         f"RETURNING {PRODUCT_COLUMNS}",
         product_id,
         deleted,
@@ -243,7 +243,7 @@ async def count_products_in_category(db: Executor, category_id: uuid.UUID) -> in
 async def move_products(db: Executor, *, source: uuid.UUID, target: uuid.UUID) -> int:
     status = await db.execute(
         "UPDATE catalog.products SET category_id = $2, version = version + 1, "
-        "updated_at = now() WHERE category_id = $1",
+        "updated_at = clock_timestamp() WHERE category_id = $1",
         source,
         target,
     )
@@ -296,7 +296,7 @@ async def update_category(
 ) -> asyncpg.Record:
     columns = [c for c in ("name", "slug", "description", "parent_id") if c in changes]
     assignments = [f"{name} = ${i}" for i, name in enumerate(columns, start=2)]
-    assignments += ["version = version + 1", "updated_at = now()"]
+    assignments += ["version = version + 1", "updated_at = clock_timestamp()"]
     try:
         return await db.fetchrow(
             f"UPDATE catalog.categories SET {', '.join(assignments)} WHERE id = $1 "
@@ -312,7 +312,7 @@ async def move_subtree(db: Executor, *, old_path: str, new_path: str) -> None:
     """Rewrite the paths of a category and all its descendants after a move."""
     await db.execute(
         "UPDATE catalog.categories SET path = $2 || substr(path, length($1) + 1), "
-        "depth = depth + ($3::int), version = version + 1, updated_at = now() "
+        "depth = depth + ($3::int), version = version + 1, updated_at = clock_timestamp() "
         "WHERE path LIKE $1 || '%'",
         old_path,
         new_path,

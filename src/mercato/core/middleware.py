@@ -190,18 +190,26 @@ class BodyGuardMiddleware:
 
         received = 0
         response_started = False
+        refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, response_started, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    # Answer now: frameworks turn errors raised while reading a body into
+                    # their own 400, so the 413 cannot be left to an exception handler.
+                    if not response_started:
+                        response_started = refused = True
+                        await send_error(send, _too_large(self.max_body_bytes))
                     raise _BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal response_started
+            if refused:
+                return  # the 413 has been sent; drop whatever the app answers after it
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
@@ -209,8 +217,7 @@ class BodyGuardMiddleware:
         try:
             await self.app(scope, counting_receive, tracking_send)
         except _BodyTooLarge:
-            if not response_started:
-                await send_error(send, _too_large(self.max_body_bytes))
+            pass
 
     def _media_type_allowed(self, path: str, content_type: bytes) -> bool:
         media_type = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")

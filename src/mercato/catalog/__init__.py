@@ -1,0 +1,8 @@
+"""The catalog context: categories (a tree), products, inventory counts, search.
+
+Other contexts use only what this facade exports. Its tables live in the `catalog` schema.
+"""
+
+from mercato.catalog.errors import ProductNotFound
+
+__all__ = ["ProductNotFound"]
