@@ -27,7 +27,7 @@ test: lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 ## Rewrite the committed OpenAPI snapshot after a deliberate API change.

@@ -49,7 +49,8 @@ def test_lists_are_read_from_comma_separated_env(monkeypatch: pytest.MonkeyPatch
 def test_development_secrets_are_generated_once_and_kept(tmp_path: Path) -> None:
     first = Settings(data_dir=tmp_path).with_local_secrets()
     second = Settings(data_dir=tmp_path).with_local_secrets()
-    assert first.admin_api_key is not None and second.admin_api_key is not None
+    assert first.admin_api_key is not None
+    assert second.admin_api_key is not None
     assert first.admin_api_key.get_secret_value() == second.admin_api_key.get_secret_value()
     assert len(first.admin_api_key.get_secret_value()) >= 32
     assert (tmp_path / "admin_api_key").stat().st_mode & 0o077 == 0

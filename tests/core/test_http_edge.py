@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import httpx
+from asgi_lifespan import LifespanManager
 
+from mercato.app import create_app
+from tests.conftest import make_settings
 from tests.factories import create_product
 
 
@@ -56,11 +59,6 @@ async def test_health_endpoints_answer(client: httpx.AsyncClient) -> None:
 
 
 async def test_access_log_lines_are_json_with_the_request_id(db: object, capfd: object) -> None:
-    from asgi_lifespan import LifespanManager  # noqa: PLC0415
-
-    from mercato.app import create_app  # noqa: PLC0415
-    from tests.conftest import make_settings  # noqa: PLC0415
-
     app = create_app(make_settings(access_log=True), database=db)  # type: ignore[arg-type]
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)

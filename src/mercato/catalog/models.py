@@ -56,8 +56,18 @@ def _timestamps() -> list[Column[object]]:
     # clock_timestamp(), not now(): rows written by one transaction (an import batch) still
     # get distinct, ordered times, so "newest first" is the order of creation.
     return [
-        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()),
-        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()),
+        Column(
+            "created_at",
+            DateTime(timezone=True),
+            nullable=False,
+            server_default=func.clock_timestamp(),
+        ),
+        Column(
+            "updated_at",
+            DateTime(timezone=True),
+            nullable=False,
+            server_default=func.clock_timestamp(),
+        ),
     ]
 
 

@@ -7,6 +7,7 @@ contextvars. Order, outermost first: security headers → request context → bo
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
@@ -214,10 +215,8 @@ class BodyGuardMiddleware:
                 response_started = True
             await send(message)
 
-        try:
+        with contextlib.suppress(_BodyTooLarge):
             await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            pass
 
     def _media_type_allowed(self, path: str, content_type: bytes) -> bool:
         media_type = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
