@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,10 @@ def serve(
 ) -> None:
     """Serve the API (uvicorn, uvloop, httptools)."""
     settings = Settings()
+    # uvicorn re-raises SIGTERM after its graceful shutdown; with Python's default handler
+    # that would kill the process before the embedded database is released. Turning it
+    # into SystemExit lets the `with` below stop the server cleanly.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     with database_url(settings) as url:
         # Workers are separate processes: they read the resolved URL from the environment,
         # so they share this process's embedded server instead of starting their own.
@@ -54,6 +59,10 @@ def serve(
             log_level="warning",
             timeout_graceful_shutdown=20,
         )
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @app.command()
