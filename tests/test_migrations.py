@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from asgi_lifespan import LifespanManager
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from mercato.app import create_app
 from mercato.core.database import sqlalchemy_url
-from mercato.core.migrate import alembic_config, downgrade, upgrade
+from mercato.core.migrate import SchemaOutOfDate, alembic_config, downgrade, upgrade
 from mercato.migrations.registry import SCHEMAS, target_metadata
+from tests.conftest import make_settings
 
 
 def test_there_is_one_linear_history() -> None:
@@ -66,3 +70,11 @@ async def test_models_and_migrations_do_not_drift(shared_db_url: str) -> None:
     finally:
         await engine.dispose()
     assert differences == []
+
+
+async def test_the_app_refuses_to_start_on_an_unmigrated_database(fresh_db_url: str) -> None:
+    await asyncio.to_thread(downgrade, fresh_db_url, "base")
+    app = create_app(make_settings(database_url=fresh_db_url))
+    with pytest.raises(SchemaOutOfDate, match="run `mercato migrate`"):
+        async with LifespanManager(app):
+            pass

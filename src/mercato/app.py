@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 from fastapi import Depends, FastAPI
@@ -27,6 +27,7 @@ from mercato.core.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from mercato.core.migrate import require_current_schema
 from mercato.core.observability import HttpMetrics, PoolCollector, configure_logging
 from mercato.core.pagination import CursorCodec
 
@@ -44,32 +45,18 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        embedded: EmbeddedPostgres | None = None
-        owned = database is None
-        if database is not None:
-            db = database
-        else:
-            url = settings.database_url
-            if url is None:
-                embedded = EmbeddedPostgres(settings.data_dir)
-                url = embedded.start()
-            db = await Database.connect(
-                url,
-                min_size=settings.db_pool_min,
-                max_size=settings.db_pool_max,
-                statement_timeout_ms=settings.db_statement_timeout_ms,
+        async with AsyncExitStack() as resources:
+            db = (
+                database
+                if database is not None
+                else await resources.enter_async_context(_owned_database(settings))
             )
-        app.state.db = db
-        registry.register(PoolCollector(db.pool_stats))
-        log.info("started", version=__version__, environment=settings.environment.value)
-        try:
+            await require_current_schema(db.reader)
+            app.state.db = db
+            registry.register(PoolCollector(db.pool_stats))
+            log.info("started", version=__version__, environment=settings.environment.value)
             yield
-        finally:
-            if owned:
-                await db.close()
-            if embedded is not None:
-                embedded.stop()
-            log.info("stopped")
+        log.info("stopped")
 
     middleware: list[Middleware] = [
         Middleware(SecurityHeadersMiddleware, hsts=settings.hsts),
@@ -114,6 +101,25 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     health.register_routes(app)
     catalog_api.register_routes(app, prefix=API_PREFIX)
     return app
+
+
+@asynccontextmanager
+async def _owned_database(settings: Settings) -> AsyncIterator[Database]:
+    """A pool on DATABASE_URL, or on the embedded server when none is configured."""
+    async with AsyncExitStack() as resources:
+        url = settings.database_url
+        if url is None:
+            embedded = EmbeddedPostgres(settings.data_dir)
+            url = embedded.start()
+            resources.callback(embedded.stop)
+        db = await Database.connect(
+            url,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+        )
+        resources.push_async_callback(db.close)
+        yield db
 
 
 def _add_docs(app: FastAPI) -> None:

@@ -1,5 +1,8 @@
 """Access rules: every route declares exactly one, and a test walks the app to prove it.
 
+Rules (and every other dependency) are `async def`: FastAPI runs plain `def` dependencies
+in a thread pool, which costs more than the whole rest of a cached read.
+
 Until the identity context lands, "admin" means the configured admin API key sent as
 `Authorization: Bearer <key>`. Identity will replace `require_admin` with real principals
 and permissions; routes do not change.
@@ -28,7 +31,7 @@ def _rule(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 @_rule("public")
-def public() -> None:
+async def public() -> None:
     """Anyone may call this route."""
 
 
@@ -45,18 +48,18 @@ def presented_admin_key(request: Request) -> bool:
 
 
 @_rule("admin")
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     """Only an administrator may call this route."""
     if not presented_admin_key(request):
         raise Unauthenticated("An admin credential is required (Authorization: Bearer <key>).")
 
 
 @_rule("metrics")
-def metrics_access(request: Request) -> None:
+async def metrics_access(request: Request) -> None:
     """Prometheus scrapes: public when configured so, otherwise the admin credential."""
     settings: Settings = request.app.state.settings
     if not settings.metrics_public:
-        require_admin(request)
+        await require_admin(request)
 
 
 def access_rule_of(dependency: Callable[..., Any]) -> str | None:

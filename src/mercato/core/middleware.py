@@ -8,9 +8,9 @@ contextvars. Order, outermost first: security headers → request context → bo
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -99,7 +99,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = _incoming_request_id(scope) or os.urandom(16).hex()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
