@@ -69,3 +69,26 @@ async def test_access_log_lines_are_json_with_the_request_id(db: object, capfd: 
     line = next(line for line in out.splitlines() if '"event":"request"' in line)
     assert '"request_id":"log-check-0001"' in line
     assert '"route":"/health/live"' in line
+
+
+async def test_cors_allows_only_the_configured_origins(db: object) -> None:
+    app = create_app(make_settings(cors_allow_origins=["https://shop.example"]), database=db)  # type: ignore[arg-type]
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            preflight = {
+                "Access-Control-Request-Method": "PATCH",
+                "Access-Control-Request-Headers": "if-match",
+            }
+            allowed = await http.options(
+                "/api/v1/products", headers={"Origin": "https://shop.example", **preflight}
+            )
+            denied = await http.options(
+                "/api/v1/products", headers={"Origin": "https://evil.example", **preflight}
+            )
+            simple = await http.get("/api/v1/products", headers={"Origin": "https://shop.example"})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
+    assert denied.status_code == 400
+    assert "access-control-allow-origin" not in denied.headers
+    assert "etag" in simple.headers["access-control-expose-headers"]
