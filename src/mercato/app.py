@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app = FastAPI(
         title="Mercato",
         version=__version__,
-        summary="A commerce backend: catalog, orders, events and real-time streams.",
+        summary="A commerce backend on PostgreSQL.",
         lifespan=lifespan,
         middleware=middleware,
         docs_url=None,

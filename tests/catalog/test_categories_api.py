@@ -51,6 +51,7 @@ async def test_moving_a_category_moves_its_subtree(
     )
     assert moved.status_code == 200, moved.text
     assert moved.json()["data"]["path"] == f"{b['path']}{a['id']}/"
+    assert moved.json()["data"]["version"] == 2
     child_now = (await client.get(f"/api/v1/categories/{a_child['id']}")).json()["data"]
     assert child_now["path"] == f"{b['path']}{a['id']}/{a_child['id']}/"
     assert child_now["depth"] == 2

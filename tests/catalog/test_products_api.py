@@ -4,6 +4,7 @@ import uuid
 
 import httpx
 
+from mercato.catalog.schemas import CategoryOut, ProductOut
 from tests.factories import create_category, create_product, if_match, product_payload
 
 
@@ -237,3 +238,26 @@ async def test_list_pages_carry_an_etag(client: httpx.AsyncClient, admin: dict[s
     first = await client.get("/api/v1/products")
     again = await client.get("/api/v1/products", headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304
+
+
+async def test_if_none_match_never_turns_a_write_into_a_304(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    response = await client.post(
+        "/api/v1/products", json=product_payload(), headers={**admin, "If-None-Match": "*"}
+    )
+    assert response.status_code == 201
+    assert response.json()["data"]["version"] == 1
+
+
+async def test_the_json_representation_matches_the_documented_model(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    category = await create_category(client, admin)
+    product = await create_product(
+        client, admin, category_id=category["id"], attributes={"color": "red", "watts": 40}
+    )
+    assert set(product) == set(ProductOut.model_fields)
+    ProductOut.model_validate(product)
+    assert set(category) == set(CategoryOut.model_fields)
+    CategoryOut.model_validate(category)

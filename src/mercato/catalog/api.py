@@ -32,15 +32,20 @@ from mercato.core.http import (
     content_etag,
     envelope,
     expected_version,
+    json_with_etag,
     version_etag,
 )
 
 MAX_PAGE_SIZE = 100
 
 
-def _resource(request: Request, data: dict[str, Any], version: int, status: int = 200) -> Response:
-    body = orjson.dumps(envelope(data))
-    return cached_json(request, body, version_etag(version), status_code=status)
+def _resource(request: Request, data: dict[str, Any], version: int) -> Response:
+    """A single resource read: answers 304 when the client's copy is current."""
+    return cached_json(request, orjson.dumps(envelope(data)), version_etag(version))
+
+
+def _written(data: dict[str, Any], version: int, status: int = 200) -> Response:
+    return json_with_etag(orjson.dumps(envelope(data)), version_etag(version), status_code=status)
 
 
 # --- products ---------------------------------------------------------------------------
@@ -119,7 +124,7 @@ async def list_products(
 async def create_product(request: Request, data: ProductCreate, db: DB) -> Response:
     async with db.transaction() as conn:
         row = await service.create_product(conn, data)
-    response = _resource(request, repository.product_json(row), row["version"], status=201)
+    response = _written(repository.product_json(row), row["version"], status=201)
     response.headers["location"] = f"/api/v1/products/{row['id']}"
     return response
 
@@ -136,7 +141,7 @@ async def update_product(
         row = await service.update_product(
             conn, product_id, changes=changes, expected_version=version
         )
-    return _resource(request, repository.product_json(row), row["version"])
+    return _written(repository.product_json(row), row["version"])
 
 
 async def delete_product(request: Request, product_id: uuid.UUID, db: DB) -> Response:
@@ -150,7 +155,7 @@ async def restore_product(request: Request, product_id: uuid.UUID, db: DB) -> Re
     version = expected_version(request, required=False)
     async with db.transaction() as conn:
         row = await service.restore_product(conn, product_id, expected_version=version)
-    return _resource(request, repository.product_json(row), row["version"])
+    return _written(repository.product_json(row), row["version"])
 
 
 # --- categories -------------------------------------------------------------------------
@@ -172,7 +177,7 @@ async def get_category(request: Request, category_id: uuid.UUID, db: DB) -> Resp
 async def create_category(request: Request, data: CategoryCreate, db: DB) -> Response:
     async with db.transaction() as conn:
         row = await service.create_category(conn, data)
-    response = _resource(request, repository.category_json(row), row["version"], status=201)
+    response = _written(repository.category_json(row), row["version"], status=201)
     response.headers["location"] = f"/api/v1/categories/{row['id']}"
     return response
 
@@ -183,7 +188,7 @@ async def update_category(
     version = expected_version(request)
     async with db.transaction() as conn:
         row = await service.update_category(conn, category_id, data=data, expected_version=version)
-    return _resource(request, repository.category_json(row), row["version"])
+    return _written(repository.category_json(row), row["version"])
 
 
 async def delete_category(

@@ -32,7 +32,10 @@ class CategorySlugTaken(Conflict):
 
 class CategoryNotEmpty(Conflict):
     code = "CATEGORY_NOT_EMPTY"
-    message = "The category still has products; move them first (move_products_to=<id>)."
+    message = (
+        "The category still has products (deleted ones count: they can be restored); "
+        "move them first with move_products_to=<category id>."
+    )
 
 
 class CategoryHasChildren(Conflict):

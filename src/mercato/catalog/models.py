@@ -147,4 +147,7 @@ products = Table(
     ),
     # Lookup by barcode (import matching, admin search).
     Index("ix_products_gtin", "gtin", postgresql_where=text("gtin IS NOT NULL")),
+    # Every row of a category, deleted ones too: the foreign key's RESTRICT check on
+    # category delete, and moving a category's products elsewhere.
+    Index("ix_products_category_id", "category_id"),
 )

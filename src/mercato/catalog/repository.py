@@ -294,7 +294,9 @@ async def insert_category(db: Executor, fields: dict[str, Any]) -> asyncpg.Recor
 async def update_category(
     db: Executor, category_id: uuid.UUID, changes: dict[str, Any]
 ) -> asyncpg.Record:
-    columns = [c for c in ("name", "slug", "description", "parent_id") if c in changes]
+    columns = [
+        c for c in ("name", "slug", "description", "parent_id", "path", "depth") if c in changes
+    ]
     assignments = [f"{name} = ${i}" for i, name in enumerate(columns, start=2)]
     assignments += ["version = version + 1", "updated_at = clock_timestamp()"]
     try:
@@ -308,16 +310,37 @@ async def update_category(
         raise _translate_integrity_error(error) from error
 
 
-async def move_subtree(db: Executor, *, old_path: str, new_path: str) -> None:
-    """Rewrite the paths of a category and all its descendants after a move."""
+async def move_descendants(db: Executor, *, old_path: str, new_path: str) -> None:
+    """Rewrite the paths of a category's descendants after the category moved."""
     await db.execute(
         "UPDATE catalog.categories SET path = $2 || substr(path, length($1) + 1), "
         "depth = depth + ($3::int), version = version + 1, updated_at = clock_timestamp() "
-        "WHERE path LIKE $1 || '%'",
+        "WHERE path LIKE $1 || '%' AND path <> $1",
         old_path,
         new_path,
         new_path.count("/") - old_path.count("/"),
     )
+
+
+async def deepest_depth_within(db: Executor, path: str) -> int:
+    depth: int = await db.fetchval(
+        "SELECT max(depth) FROM catalog.categories WHERE path LIKE $1 || '%'", path
+    )
+    return depth
+
+
+# Any number that no other advisory lock in Mercato uses: "mercato/catalog tree".
+_CATEGORY_TREE_LOCK = 0x6D65726361746F01
+
+
+async def lock_category_tree(db: Executor) -> None:
+    """Serialise changes to the tree's shape until the transaction ends.
+
+    A move rewrites the paths of a whole subtree; a concurrent create under one of those
+    descendants would otherwise read the old path, and two opposite moves would deadlock.
+    Category writes are rare admin actions, so one lock for the whole tree costs nothing.
+    """
+    await db.execute("SELECT pg_advisory_xact_lock($1)", _CATEGORY_TREE_LOCK)
 
 
 async def has_children(db: Executor, category_id: uuid.UUID) -> bool:

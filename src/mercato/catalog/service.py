@@ -113,6 +113,7 @@ async def resolve_filters(
 
 
 async def create_category(db: Executor, data: CategoryCreate) -> asyncpg.Record:
+    await repository.lock_category_tree(db)
     parent_path = None
     if data.parent_id is not None:
         parent = await _require_category(db, data.parent_id)
@@ -145,6 +146,7 @@ async def create_category(db: Executor, data: CategoryCreate) -> asyncpg.Record:
 async def update_category(
     db: Executor, category_id: uuid.UUID, *, data: CategoryUpdate, expected_version: int | None
 ) -> asyncpg.Record:
+    await repository.lock_category_tree(db)
     current = await repository.lock_category(db, category_id)
     if current is None:
         raise CategoryNotFound()
@@ -156,15 +158,17 @@ async def update_category(
                 details=[{"field": f"body.{required}", "message": "cannot be null"}]
             )
     if "parent_id" in changes and changes["parent_id"] != current["parent_id"]:
-        await _move_category(db, current, changes["parent_id"])
+        new_path = await _move_descendants(db, current, changes["parent_id"])
+        changes.update(path=new_path, depth=depth_of(new_path))
     if not changes:
         return current
     return await repository.update_category(db, category_id, changes)
 
 
-async def _move_category(
+async def _move_descendants(
     db: Executor, category: asyncpg.Record, new_parent_id: uuid.UUID | None
-) -> None:
+) -> str:
+    """Re-root the category's descendants under its new path, and return that path."""
     parent_path = None
     if new_parent_id is not None:
         parent = await _require_category(db, new_parent_id)
@@ -172,12 +176,11 @@ async def _move_category(
             raise CategoryCycle()
         parent_path = parent["path"]
     new_path = child_path(parent_path, category["id"])
-    deepest = await db.fetchval(
-        "SELECT max(depth) FROM catalog.categories WHERE path LIKE $1 || '%'", category["path"]
-    )
+    deepest = await repository.deepest_depth_within(db, category["path"])
     if deepest - category["depth"] + depth_of(new_path) > MAX_CATEGORY_DEPTH:
         raise CategoryTooDeep(f"Categories may be nested at most {MAX_CATEGORY_DEPTH} deep.")
-    await repository.move_subtree(db, old_path=category["path"], new_path=new_path)
+    await repository.move_descendants(db, old_path=category["path"], new_path=new_path)
+    return new_path
 
 
 async def delete_category(
@@ -187,6 +190,7 @@ async def delete_category(
     expected_version: int | None,
     move_products_to: uuid.UUID | None,
 ) -> None:
+    await repository.lock_category_tree(db)
     current = await repository.lock_category(db, category_id)
     if current is None:
         raise CategoryNotFound()

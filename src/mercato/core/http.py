@@ -54,6 +54,13 @@ def cached_json(request: Request, body: bytes, etag: str, status_code: int = 200
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
 
 
+def json_with_etag(body: bytes, etag: str, status_code: int = 200) -> Response:
+    """A write's answer: the new representation and its validator (never a 304)."""
+    return Response(
+        body, status_code=status_code, media_type="application/json", headers={"etag": etag}
+    )
+
+
 def expected_version(request: Request, *, required: bool = True) -> int | None:
     """The version the client says it is changing, from `If-Match` (a version ETag).
 

@@ -12,6 +12,8 @@ Index specification (each index names the query it serves; see docs/schema.md):
 - ix_products_live_brand: the brand filter.
 - ix_products_live_search (GIN over the stored, weighted tsvector): full-text search.
 - ix_products_gtin: barcode lookups by the import pipeline and staff.
+- ix_products_category_id (all rows, deleted ones too): the foreign key's ON DELETE
+  RESTRICT check and moving a category's products; without it both scan the table.
 All product indexes except the gtin one are partial on live rows (not deleted, active):
 the public queries use exactly that predicate.
 
@@ -162,6 +164,7 @@ def upgrade() -> None:
         schema="catalog",
         postgresql_where=sa.text("gtin IS NOT NULL"),
     )
+    op.create_index("ix_products_category_id", "products", ["category_id"], schema="catalog")
 
 
 def downgrade() -> None:
