@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse
 from mercato import __version__
 from mercato.catalog import api as catalog_api
 from mercato.core import health
-from mercato.core.access import public
+from mercato.core.access import PUBLIC, add_route
 from mercato.core.config import Environment, Settings
 from mercato.core.database import Database
 from mercato.core.embedded import EmbeddedPostgres
@@ -131,9 +131,7 @@ def _add_docs(app: FastAPI) -> None:
         return get_redoc_html(openapi_url="/openapi.json", title="Mercato API")
 
     for path, endpoint in (("/docs", swagger), ("/redoc", redoc)):
-        app.add_api_route(
-            path, endpoint, methods=["GET"], include_in_schema=False, dependencies=[Depends(public)]
-        )
+        add_route(app, path, endpoint, method="GET", access=PUBLIC, include_in_schema=False)
 
 
 def openapi_document() -> str:

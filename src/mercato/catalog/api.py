@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
 from mercato.catalog import repository, service
@@ -24,8 +24,8 @@ from mercato.catalog.schemas import (
     ProductPage,
     ProductUpdate,
 )
-from mercato.core.access import presented_admin_key, public, require_admin
-from mercato.core.deps import DB, Cursors
+from mercato.core.access import ADMIN, PUBLIC, Access, add_route, presented_admin_key
+from mercato.core.deps import cursor_codec, database
 from mercato.core.errors import ErrorResponse, ValidationFailed
 from mercato.core.http import (
     cached_json,
@@ -54,11 +54,11 @@ def _written(data: dict[str, Any], version: int, status: int = 200) -> Response:
 async def get_product(
     request: Request,
     product_id: uuid.UUID,
-    db: DB,
     include_deleted: Annotated[
         bool, Query(description="Staff only: show a deleted product.")
     ] = False,
 ) -> Response:
+    db = database(request)
     is_admin = presented_admin_key(request) if request.headers.get("authorization") else False
     row = await repository.get_product(
         db.reader,
@@ -75,8 +75,6 @@ async def get_product(
 
 async def list_products(
     request: Request,
-    db: DB,
-    cursors: Cursors,
     q: Annotated[
         str | None, Query(max_length=200, description="Full-text search, prefix-matched.")
     ] = None,
@@ -93,6 +91,8 @@ async def list_products(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Response:
+    db = database(request)
+    cursors = cursor_codec(request)
     tsquery = prefix_tsquery(q) if q is not None else None
     sort = sort or (ProductSort.RELEVANCE if q is not None else ProductSort.NEWEST)
     if sort is ProductSort.RELEVANCE and q is None:
@@ -121,7 +121,8 @@ async def list_products(
     return cached_json(request, body, content_etag(body))
 
 
-async def create_product(request: Request, data: ProductCreate, db: DB) -> Response:
+async def create_product(request: Request, data: ProductCreate) -> Response:
+    db = database(request)
     async with db.transaction() as conn:
         row = await service.create_product(conn, data)
     response = _written(repository.product_json(row), row["version"], status=201)
@@ -129,9 +130,8 @@ async def create_product(request: Request, data: ProductCreate, db: DB) -> Respo
     return response
 
 
-async def update_product(
-    request: Request, product_id: uuid.UUID, data: ProductUpdate, db: DB
-) -> Response:
+async def update_product(request: Request, product_id: uuid.UUID, data: ProductUpdate) -> Response:
+    db = database(request)
     version = expected_version(request)
     try:
         changes = data.changes()
@@ -144,14 +144,16 @@ async def update_product(
     return _written(repository.product_json(row), row["version"])
 
 
-async def delete_product(request: Request, product_id: uuid.UUID, db: DB) -> Response:
+async def delete_product(request: Request, product_id: uuid.UUID) -> Response:
+    db = database(request)
     version = expected_version(request)
     async with db.transaction() as conn:
         await service.delete_product(conn, product_id, expected_version=version)
     return Response(status_code=204)
 
 
-async def restore_product(request: Request, product_id: uuid.UUID, db: DB) -> Response:
+async def restore_product(request: Request, product_id: uuid.UUID) -> Response:
+    db = database(request)
     version = expected_version(request, required=False)
     async with db.transaction() as conn:
         row = await service.restore_product(conn, product_id, expected_version=version)
@@ -161,20 +163,23 @@ async def restore_product(request: Request, product_id: uuid.UUID, db: DB) -> Re
 # --- categories -------------------------------------------------------------------------
 
 
-async def category_tree(request: Request, db: DB) -> Response:
+async def category_tree(request: Request) -> Response:
+    db = database(request)
     rows = await repository.list_categories(db.reader, limit=service.MAX_CATEGORIES_LISTED)
     body = orjson.dumps(envelope(service.category_tree(rows), {"count": len(rows)}))
     return cached_json(request, body, content_etag(body))
 
 
-async def get_category(request: Request, category_id: uuid.UUID, db: DB) -> Response:
+async def get_category(request: Request, category_id: uuid.UUID) -> Response:
+    db = database(request)
     row = await repository.get_category(db.reader, category_id)
     if row is None:
         raise CategoryNotFound()
     return _resource(request, repository.category_json(row), row["version"])
 
 
-async def create_category(request: Request, data: CategoryCreate, db: DB) -> Response:
+async def create_category(request: Request, data: CategoryCreate) -> Response:
+    db = database(request)
     async with db.transaction() as conn:
         row = await service.create_category(conn, data)
     response = _written(repository.category_json(row), row["version"], status=201)
@@ -183,8 +188,9 @@ async def create_category(request: Request, data: CategoryCreate, db: DB) -> Res
 
 
 async def update_category(
-    request: Request, category_id: uuid.UUID, data: CategoryUpdate, db: DB
+    request: Request, category_id: uuid.UUID, data: CategoryUpdate
 ) -> Response:
+    db = database(request)
     version = expected_version(request)
     async with db.transaction() as conn:
         row = await service.update_category(conn, category_id, data=data, expected_version=version)
@@ -194,11 +200,11 @@ async def update_category(
 async def delete_category(
     request: Request,
     category_id: uuid.UUID,
-    db: DB,
     move_products_to: Annotated[
         uuid.UUID | None, Query(description="Move this category's products there first.")
     ] = None,
 ) -> Response:
+    db = database(request)
     version = expected_version(request)
     async with db.transaction() as conn:
         await service.delete_category(
@@ -217,15 +223,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def register_routes(app: FastAPI, *, prefix: str) -> None:
     # Routes go straight onto the app (no nested router): one less dispatch level per
     # request, and `scope["route"].path` is the full template the metrics are labelled with.
-    read = [Depends(public)]
-    write = [Depends(require_admin)]
+    read, write = PUBLIC, ADMIN
 
-    def add(path: str, endpoint: Any, method: str, access: list[Any], **kwargs: Any) -> None:
-        app.add_api_route(
+    def add(path: str, endpoint: Any, method: str, access: Access, **kwargs: Any) -> None:
+        add_route(
+            app,
             prefix + path,
             endpoint,
-            methods=[method],
-            dependencies=access,
+            method=method,
+            access=access,
             tags=["catalog"],
             responses=_ERRORS,
             **kwargs,

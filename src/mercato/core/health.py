@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from mercato.core.access import metrics_access, public
+from mercato.core.access import METRICS, PUBLIC, add_route
 from mercato.core.database import Database
 from mercato.core.errors import ServiceUnavailable
 from mercato.core.http import JSONResponse
@@ -31,16 +31,6 @@ async def metrics(request: Request) -> Response:
 
 
 def register_routes(app: FastAPI) -> None:
-    app.add_api_route(
-        "/health/live", live, methods=["GET"], dependencies=[Depends(public)], tags=["operations"]
-    )
-    app.add_api_route(
-        "/health/ready", ready, methods=["GET"], dependencies=[Depends(public)], tags=["operations"]
-    )
-    app.add_api_route(
-        "/metrics",
-        metrics,
-        methods=["GET"],
-        dependencies=[Depends(metrics_access)],
-        include_in_schema=False,
-    )
+    add_route(app, "/health/live", live, method="GET", access=PUBLIC, tags=["operations"])
+    add_route(app, "/health/ready", ready, method="GET", access=PUBLIC, tags=["operations"])
+    add_route(app, "/metrics", metrics, method="GET", access=METRICS, include_in_schema=False)
