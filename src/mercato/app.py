@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -30,6 +31,8 @@ from mercato.core.middleware import (
 from mercato.core.migrate import require_current_schema
 from mercato.core.observability import HttpMetrics, PoolCollector, configure_logging
 from mercato.core.pagination import CursorCodec
+from mercato.events import api as events_api
+from mercato.events.relay import Relay
 
 log = structlog.get_logger("mercato")
 
@@ -54,6 +57,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             await require_current_schema(db.reader)
             app.state.db = db
             registry.register(PoolCollector(db.pool_stats))
+            if settings.relay_in_process and database is None:
+                await resources.enter_async_context(_running_relay(db.url))
             log.info("started", version=__version__, environment=settings.environment.value)
             yield
         log.info("stopped")
@@ -100,6 +105,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     _add_docs(app)
     health.register_routes(app)
     catalog_api.register_routes(app, prefix=API_PREFIX)
+    events_api.register_routes(app, prefix=API_PREFIX)
     return app
 
 
@@ -120,6 +126,19 @@ async def _owned_database(settings: Settings) -> AsyncIterator[Database]:
         )
         resources.push_async_callback(db.close)
         yield db
+
+
+@asynccontextmanager
+async def _running_relay(url: str) -> AsyncIterator[Relay]:
+    """The outbox relay as a background task of this process (standby if another is active)."""
+    relay = Relay(url)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop), name="mercato-relay")
+    try:
+        yield relay
+    finally:
+        stop.set()
+        await task
 
 
 def _add_docs(app: FastAPI) -> None:

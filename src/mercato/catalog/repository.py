@@ -240,14 +240,15 @@ async def count_products_in_category(db: Executor, category_id: uuid.UUID) -> in
     return count
 
 
-async def move_products(db: Executor, *, source: uuid.UUID, target: uuid.UUID) -> int:
-    status = await db.execute(
+async def move_products(
+    db: Executor, *, source: uuid.UUID, target: uuid.UUID
+) -> list[asyncpg.Record]:
+    return await db.fetch(
         "UPDATE catalog.products SET category_id = $2, version = version + 1, "
-        "updated_at = clock_timestamp() WHERE category_id = $1",
+        f"updated_at = clock_timestamp() WHERE category_id = $1 RETURNING {PRODUCT_COLUMNS}",
         source,
         target,
     )
-    return int(status.split()[-1])
 
 
 # --- categories -------------------------------------------------------------------------
@@ -310,12 +311,12 @@ async def update_category(
         raise _translate_integrity_error(error) from error
 
 
-async def move_descendants(db: Executor, *, old_path: str, new_path: str) -> None:
+async def move_descendants(db: Executor, *, old_path: str, new_path: str) -> list[asyncpg.Record]:
     """Rewrite the paths of a category's descendants after the category moved."""
-    await db.execute(
+    return await db.fetch(
         "UPDATE catalog.categories SET path = $2 || substr(path, length($1) + 1), "
         "depth = depth + ($3::int), version = version + 1, updated_at = clock_timestamp() "
-        "WHERE path LIKE $1 || '%' AND path <> $1",
+        f"WHERE path LIKE $1 || '%' AND path <> $1 RETURNING {CATEGORY_COLUMNS}",
         old_path,
         new_path,
         new_path.count("/") - old_path.count("/"),

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from mercato.catalog import repository
+from mercato.catalog import events, repository
 from mercato.catalog.errors import (
     CategoryCycle,
     CategoryHasChildren,
@@ -29,6 +29,7 @@ from mercato.catalog.rules import (
 from mercato.catalog.schemas import CategoryCreate, CategoryUpdate, ProductCreate
 from mercato.core.database import Executor
 from mercato.core.errors import PreconditionFailed, ValidationFailed
+from mercato.events import record_events
 
 MAX_CATEGORIES_LISTED = 10_000
 
@@ -51,7 +52,9 @@ async def _require_category(db: Executor, category_id: uuid.UUID) -> asyncpg.Rec
 async def create_product(db: Executor, data: ProductCreate) -> asyncpg.Record:
     if data.category_id is not None:
         await _require_category(db, data.category_id)
-    return await repository.insert_product(db, data.model_dump())
+    row = await repository.insert_product(db, data.model_dump())
+    await record_events(db, [events.product_event(events.PRODUCT_CREATED, row)])
+    return row
 
 
 async def update_product(
@@ -65,7 +68,12 @@ async def update_product(
         await _require_category(db, changes["category_id"])
     if not changes:
         return current
-    return await repository.update_product(db, product_id, changes)
+    row = await repository.update_product(db, product_id, changes)
+    drafts = [events.product_event(events.PRODUCT_UPDATED, row)]
+    if row["inventory_count"] != current["inventory_count"]:
+        drafts.append(events.inventory_changed(row, previous_count=current["inventory_count"]))
+    await record_events(db, drafts)
+    return row
 
 
 async def delete_product(
@@ -75,7 +83,8 @@ async def delete_product(
     if current is None or current["deleted_at"] is not None:
         raise ProductNotFound()
     _check_version(current, expected_version)
-    await repository.set_product_deleted(db, product_id, deleted=True)
+    row = await repository.set_product_deleted(db, product_id, deleted=True)
+    await record_events(db, [events.product_event(events.PRODUCT_DELETED, row)])
 
 
 async def restore_product(
@@ -87,7 +96,9 @@ async def restore_product(
     if current["deleted_at"] is None:
         raise ProductNotDeleted()
     _check_version(current, expected_version)
-    return await repository.set_product_deleted(db, product_id, deleted=False)
+    row = await repository.set_product_deleted(db, product_id, deleted=False)
+    await record_events(db, [events.product_event(events.PRODUCT_RESTORED, row)])
+    return row
 
 
 async def resolve_filters(
@@ -129,7 +140,7 @@ async def create_category(db: Executor, data: CategoryCreate) -> asyncpg.Record:
                 {"field": "body.slug", "message": "give a slug: none can be made from the name"}
             ]
         )
-    return await repository.insert_category(
+    row = await repository.insert_category(
         db,
         {
             "id": category_id,
@@ -141,6 +152,8 @@ async def create_category(db: Executor, data: CategoryCreate) -> asyncpg.Record:
             "description": data.description,
         },
     )
+    await record_events(db, [events.category_event(events.CATEGORY_CREATED, row)])
+    return row
 
 
 async def update_category(
@@ -157,18 +170,22 @@ async def update_category(
             raise ValidationFailed(
                 details=[{"field": f"body.{required}", "message": "cannot be null"}]
             )
+    drafts = []
     if "parent_id" in changes and changes["parent_id"] != current["parent_id"]:
-        new_path = await _move_descendants(db, current, changes["parent_id"])
+        new_path, descendants = await _move_descendants(db, current, changes["parent_id"])
         changes.update(path=new_path, depth=depth_of(new_path))
+        drafts += [events.category_event(events.CATEGORY_UPDATED, d) for d in descendants]
     if not changes:
         return current
-    return await repository.update_category(db, category_id, changes)
+    row = await repository.update_category(db, category_id, changes)
+    await record_events(db, [events.category_event(events.CATEGORY_UPDATED, row), *drafts])
+    return row
 
 
 async def _move_descendants(
     db: Executor, category: asyncpg.Record, new_parent_id: uuid.UUID | None
-) -> str:
-    """Re-root the category's descendants under its new path, and return that path."""
+) -> tuple[str, list[asyncpg.Record]]:
+    """Re-root the category's descendants under its new path; return it and them."""
     parent_path = None
     if new_parent_id is not None:
         parent = await _require_category(db, new_parent_id)
@@ -179,8 +196,8 @@ async def _move_descendants(
     deepest = await repository.deepest_depth_within(db, category["path"])
     if deepest - category["depth"] + depth_of(new_path) > MAX_CATEGORY_DEPTH:
         raise CategoryTooDeep(f"Categories may be nested at most {MAX_CATEGORY_DEPTH} deep.")
-    await repository.move_descendants(db, old_path=category["path"], new_path=new_path)
-    return new_path
+    moved = await repository.move_descendants(db, old_path=category["path"], new_path=new_path)
+    return new_path, moved
 
 
 async def delete_category(
@@ -203,10 +220,14 @@ async def delete_category(
                 details=[{"field": "query.move_products_to", "message": "must be another category"}]
             )
         await _require_category(db, move_products_to)
-        await repository.move_products(db, source=category_id, target=move_products_to)
+        moved = await repository.move_products(db, source=category_id, target=move_products_to)
+        drafts = [events.product_event(events.PRODUCT_UPDATED, row) for row in moved]
     elif await repository.count_products_in_category(db, category_id) > 0:
         raise CategoryNotEmpty()
+    else:
+        drafts = []
     await repository.delete_category(db, category_id)
+    await record_events(db, [*drafts, events.category_event(events.CATEGORY_DELETED, current)])
 
 
 def category_tree(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:

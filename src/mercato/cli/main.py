@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -22,6 +23,8 @@ from mercato.cli.database import database_url
 from mercato.core import migrate as migrations
 from mercato.core.config import Settings
 from mercato.core.database import asyncpg_dsn
+from mercato.core.observability import configure_logging
+from mercato.events.relay import Relay
 
 app = typer.Typer(help="Mercato: a commerce backend on PostgreSQL.", no_args_is_help=True)
 db_app = typer.Typer(help="Database facts and maintenance.", no_args_is_help=True)
@@ -63,6 +66,18 @@ def serve(
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+@app.command()
+def worker() -> None:
+    """Run the background work: the outbox relay (one active across all workers)."""
+    settings = Settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+
+    with database_url(settings) as url, contextlib.suppress(KeyboardInterrupt):
+        # Runs until SIGTERM (SystemExit) or Ctrl-C; the relay's lock goes with its connection.
+        asyncio.run(Relay(url).run(stop=asyncio.Event()))
 
 
 @app.command()

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(default=20, ge=1)
     db_statement_timeout_ms: int = Field(default=5_000, ge=100)
 
+    # Events. The relay runs inside `serve` unless a separate `mercato worker` runs it.
+    relay_in_process: bool = True
+
     # Secrets. In development they default to values kept in `data_dir`; production
     # refuses to start without them (see `require_production_secrets`).
     admin_api_key: SecretStr | None = None

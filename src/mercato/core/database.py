@@ -22,6 +22,7 @@ class Executor(Protocol):
     async def fetchrow(self, query: str, *args: Any) -> Any: ...
     async def fetchval(self, query: str, *args: Any) -> Any: ...
     async def execute(self, query: str, *args: Any) -> str: ...
+    async def executemany(self, query: str, args: Any) -> None: ...
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -46,8 +47,9 @@ async def _reset_connection(conn: asyncpg.Connection) -> None:
 
 
 class Database:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         self._pool = pool
+        self.url = url
 
     @staticmethod
     async def init_connection(conn: asyncpg.Connection) -> None:
@@ -75,7 +77,7 @@ class Database:
                 "statement_timeout": str(statement_timeout_ms),
             },
         )
-        return cls(pool)
+        return cls(pool, url)
 
     @property
     def reader(self) -> Executor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 from mercato.catalog.models import metadata as catalog_metadata
+from mercato.events.models import metadata as events_metadata
 
-SCHEMAS = ("catalog",)
-target_metadata: list[MetaData] = [catalog_metadata]
+SCHEMAS = ("catalog", "events")
+target_metadata: list[MetaData] = [catalog_metadata, events_metadata]

@@ -1,0 +1,55 @@
+"""The events the catalog publishes. Payloads carry the resource as the API shows it."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from mercato.catalog.repository import category_json, product_json
+from mercato.events import EventDraft
+
+PRODUCT_CREATED = "product.created"
+PRODUCT_UPDATED = "product.updated"
+PRODUCT_DELETED = "product.deleted"
+PRODUCT_RESTORED = "product.restored"
+INVENTORY_CHANGED = "inventory.changed"
+CATEGORY_CREATED = "category.created"
+CATEGORY_UPDATED = "category.updated"
+CATEGORY_DELETED = "category.deleted"
+
+
+def product_event(event_type: str, row: asyncpg.Record) -> EventDraft:
+    return EventDraft(
+        type=event_type,
+        aggregate_type="product",
+        aggregate_id=str(row["id"]),
+        aggregate_version=row["version"],
+        payload=product_json(row),
+    )
+
+
+def inventory_changed(row: asyncpg.Record, *, previous_count: int) -> EventDraft:
+    # Its own aggregate type, so that per-aggregate versions stay strictly increasing
+    # even though it shares the product's version number.
+    return EventDraft(
+        type=INVENTORY_CHANGED,
+        aggregate_type="inventory",
+        aggregate_id=str(row["id"]),
+        aggregate_version=row["version"],
+        payload={
+            "product_id": str(row["id"]),
+            "inventory_count": row["inventory_count"],
+            "previous_count": previous_count,
+        },
+    )
+
+
+def category_event(event_type: str, row: asyncpg.Record) -> EventDraft:
+    # A deleted row has no next version of its own; its deletion is the version after.
+    version = row["version"] + 1 if event_type == CATEGORY_DELETED else row["version"]
+    return EventDraft(
+        type=event_type,
+        aggregate_type="category",
+        aggregate_id=str(row["id"]),
+        aggregate_version=version,
+        payload=category_json(row),
+    )
