@@ -6,7 +6,7 @@ import re
 import uuid
 
 import httpx
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from mercato.app import create_app
 from mercato.core.access import access_rule_of, guards_of, metrics_access, require_admin
@@ -70,3 +70,10 @@ async def test_metrics_need_the_admin_credential(
     assert (await client.get("/metrics")).status_code == 401
     response = await client.get("/metrics", headers=admin)
     assert response.status_code == 200
+
+
+def test_every_websocket_route_declares_an_access_rule() -> None:
+    app = create_app(make_settings())
+    sockets = [route for route in app.routes if isinstance(route, APIWebSocketRoute)]
+    assert sockets
+    assert [r.path for r in sockets if access_rule_of(r) is None] == []

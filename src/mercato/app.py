@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Protocol, TypeVar
 
 import structlog
 from fastapi import FastAPI
@@ -33,6 +34,9 @@ from mercato.core.observability import HttpMetrics, PoolCollector, configure_log
 from mercato.core.pagination import CursorCodec
 from mercato.events import api as events_api
 from mercato.events.relay import Relay
+from mercato.realtime import api as realtime_api
+from mercato.realtime.api import ConnectionLimits
+from mercato.realtime.hub import StreamHub
 
 log = structlog.get_logger("mercato")
 
@@ -58,7 +62,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             app.state.db = db
             registry.register(PoolCollector(db.pool_stats))
             if settings.relay_in_process and database is None:
-                await resources.enter_async_context(_running_relay(db.url))
+                await resources.enter_async_context(_running(Relay(db.url), "relay"))
+            app.state.stream_hub = hub = StreamHub(db)
+            resources.push_async_callback(hub.stop)
             log.info("started", version=__version__, environment=settings.environment.value)
             yield
         log.info("stopped")
@@ -88,6 +94,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     middleware.append(Middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes))
 
     app = FastAPI(
+        # FastAPI's native OpenTelemetry hooks run on every request even with no provider
+        # configured; Mercato's own metrics cover RED, and tracing is opt-in.
+        telemetry={"tracing": settings.otel_tracing, "metrics": False, "logs": False},
         title="Mercato",
         version=__version__,
         summary="A commerce backend on PostgreSQL.",
@@ -103,9 +112,13 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.cursor_codec = CursorCodec(secret.encode())
     install_error_handlers(app)
     _add_docs(app)
+    app.state.stream_limits = ConnectionLimits(
+        per_instance=settings.stream_max_connections, per_client=settings.stream_max_per_client
+    )
     health.register_routes(app)
     catalog_api.register_routes(app, prefix=API_PREFIX)
     events_api.register_routes(app, prefix=API_PREFIX)
+    realtime_api.register_routes(app, prefix=API_PREFIX)
     return app
 
 
@@ -128,14 +141,20 @@ async def _owned_database(settings: Settings) -> AsyncIterator[Database]:
         yield db
 
 
+class _Service(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+ServiceT = TypeVar("ServiceT", bound=_Service)
+
+
 @asynccontextmanager
-async def _running_relay(url: str) -> AsyncIterator[Relay]:
-    """The outbox relay as a background task of this process (standby if another is active)."""
-    relay = Relay(url)
+async def _running(service: ServiceT, name: str) -> AsyncIterator[ServiceT]:
+    """Run a long-lived service (relay, stream hub) as a background task of this process."""
     stop = asyncio.Event()
-    task = asyncio.create_task(relay.run(stop), name="mercato-relay")
+    task = asyncio.create_task(service.run(stop), name=f"mercato-{name}")
     try:
-        yield relay
+        yield service
     finally:
         stop.set()
         await task

@@ -56,6 +56,8 @@ def serve(
             workers=workers,
             loop="uvloop",
             http="httptools",
+            ws="websockets-sansio",
+            ws_max_size=65_536,
             proxy_headers=True,
             forwarded_allow_ips=",".join(settings.trusted_proxies),
             server_header=False,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from mercato.core.config import Settings
 from mercato.core.errors import Unauthenticated
@@ -82,8 +82,25 @@ def add_route(
     )
 
 
-def access_rule_of(route: APIRoute) -> str | None:
+def add_websocket_route(
+    app: FastAPI, path: str, endpoint: Callable[..., Any], *, access: Access
+) -> None:
+    """WebSocket routes check credentials inside their protocol (never in the URL), so the
+    rule is recorded for the access test; PUBLIC means "may connect"."""
+    app.add_api_websocket_route(path, endpoint)
+    route = app.router.routes[-1]
+    assert isinstance(route, APIWebSocketRoute)
+    setattr(route, ACCESS_ATTRIBUTE, access.name)
+
+
+ACCESS_ATTRIBUTE = "mercato_access"
+
+
+def access_rule_of(route: APIRoute | APIWebSocketRoute) -> str | None:
     """The rule a route declared, or None when it was registered without one."""
+    if isinstance(route, APIWebSocketRoute):
+        rule = getattr(route, ACCESS_ATTRIBUTE, None)
+        return rule if isinstance(rule, str) else None
     extra = route.openapi_extra or {}
     name = extra.get(ACCESS_KEY)
     return name if isinstance(name, str) else None

@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     # Events. The relay runs inside `serve` unless a separate `mercato worker` runs it.
     relay_in_process: bool = True
 
+    # Real-time streams.
+    stream_buffer_messages: int = Field(default=1_000, ge=10)
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # A client whose send buffer stays full this long is closed as a slow consumer.
+    stream_stall_seconds: float = Field(default=10.0, gt=0)
+    stream_max_connections: int = Field(default=10_000, ge=1)
+    stream_max_per_client: int = Field(default=100, ge=1)
+
     # Secrets. In development they default to values kept in `data_dir`; production
     # refuses to start without them (see `require_production_secrets`).
     admin_api_key: SecretStr | None = None
@@ -53,6 +61,9 @@ class Settings(BaseSettings):
     log_json: bool = True
     access_log: bool = True
     metrics_public: bool = False
+    # OpenTelemetry request spans through FastAPI's native support (uses the globally
+    # configured tracer provider, e.g. from the OTEL_* environment of opentelemetry-sdk).
+    otel_tracing: bool = False
 
     @model_validator(mode="before")
     @classmethod

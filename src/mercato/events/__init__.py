@@ -1,10 +1,24 @@
 """The event backbone: the transactional outbox, the relay and the ordered event log.
 
 Other contexts record events with `record_events(conn, [EventDraft(...)])` inside their
-own transaction; that is all they need from here.
+own transaction. Readers of the log (the real-time streams) use `read_events` and the
+positions; `NOTIFY_CHANNEL` carries the newest position after each relay batch.
 """
 
 from mercato.events.drafts import EventDraft
-from mercato.events.service import record_events
+from mercato.events.repository import NOTIFY_CHANNEL
+from mercato.events.service import (
+    last_position,
+    oldest_retained_position,
+    read_events,
+    record_events,
+)
 
-__all__ = ["EventDraft", "record_events"]
+__all__ = [
+    "NOTIFY_CHANNEL",
+    "EventDraft",
+    "last_position",
+    "oldest_retained_position",
+    "read_events",
+    "record_events",
+]

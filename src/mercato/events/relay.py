@@ -39,15 +39,19 @@ class Relay:
         *,
         publishers: Sequence[Publisher] = (),
         batch_size: int = 500,
-        idle_interval: float = 0.02,
+        idle_interval: float = 0.01,
+        max_idle_interval: float = 0.2,
         standby_interval: float = 1.0,
     ) -> None:
         self._dsn = asyncpg_dsn(database_url)
         self._publishers = list(publishers)
         self._batch_size = batch_size
         self._idle_interval = idle_interval
+        self._max_idle_interval = max(idle_interval, max_idle_interval)
         self._standby_interval = standby_interval
         self.active = asyncio.Event()
+        # (last assigned, last published), read when this relay becomes active.
+        self._positions: tuple[int, int] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set, surviving database restarts and lost leadership."""
@@ -67,11 +71,19 @@ class Relay:
                 if await _sleep_unless(stop, self._standby_interval):
                     return
             self.active.set()
+            self._positions = None
             log.info("relay_active")
+            # Poll quickly while events flow, then back off while the outbox stays empty:
+            # an idle relay costs a few cheap queries a second, not fifty.
+            interval = self._idle_interval
             while not stop.is_set():
                 moved = await self.step(conn)
-                if moved < self._batch_size:
-                    await _sleep_unless(stop, self._idle_interval)
+                if moved >= self._batch_size:
+                    continue
+                interval = (
+                    self._idle_interval if moved else min(interval * 2, self._max_idle_interval)
+                )
+                await _sleep_unless(stop, interval)
         finally:
             self.active.clear()
             with contextlib.suppress(Exception):
@@ -79,9 +91,14 @@ class Relay:
 
     async def step(self, conn: asyncpg.Connection) -> int:
         """One batch: move, then publish everything not yet published. Returns events moved."""
-        last, published = await repository.positions(conn)
+        if self._positions is None:
+            self._positions = await repository.positions(conn)
+        last, published = self._positions
+        if published == last and not await repository.outbox_has_events(conn):
+            return 0
         async with conn.transaction():
             new_last = await repository.move_outbox_to_log(conn, limit=self._batch_size)
+        self._positions = (new_last, published)
         while published < new_last:
             events = await repository.read_log(
                 conn, after=published, up_to=new_last, limit=self._batch_size
@@ -91,6 +108,7 @@ class Relay:
                 await publisher.publish(batch)
             published = batch[-1]["position"]
             await repository.mark_published(conn, published)
+            self._positions = (new_last, published)
         return new_last - last
 
 

@@ -73,6 +73,11 @@ async def move_outbox_to_log(conn: asyncpg.Connection, *, limit: int) -> int:
     return last + moved
 
 
+async def outbox_has_events(db: Executor) -> bool:
+    found: bool = await db.fetchval("SELECT EXISTS (SELECT 1 FROM events.outbox)")
+    return found
+
+
 async def positions(db: Executor) -> tuple[int, int]:
     """(last position assigned, last position published)."""
     row = await db.fetchrow(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from mercato.core.database import Executor
 from mercato.core.observability import request_id_var
@@ -22,3 +23,22 @@ async def record_events(db: Executor, drafts: Sequence[EventDraft]) -> list[uuid
     request_id = request_id_var.get()
     trace_context = {"request_id": request_id} if request_id else {}
     return await repository.insert_outbox(db, drafts, trace_context=trace_context)
+
+
+async def read_events(
+    db: Executor, *, after: int, limit: int, up_to: int | None = None
+) -> list[dict[str, Any]]:
+    """Logged events after `after`, in position order, as plain JSON-ready dicts."""
+    rows = await repository.read_log(db, after=after, limit=limit, up_to=up_to)
+    return [repository.event_json(row) for row in rows]
+
+
+async def last_position(db: Executor) -> int:
+    last, _ = await repository.positions(db)
+    return last
+
+
+async def oldest_retained_position(db: Executor) -> int:
+    """The first position still in the log (1 until retention prunes anything)."""
+    oldest = await repository.oldest_position(db)
+    return oldest if oldest is not None else await last_position(db) + 1

@@ -1,0 +1,79 @@
+"""`/api/v1/stream`: ordered, resumable change streams over WebSocket."""
+
+from __future__ import annotations
+
+import hmac
+from collections import Counter
+from collections.abc import Callable
+
+from fastapi import FastAPI, WebSocket
+
+from mercato.core.access import PUBLIC, add_websocket_route
+from mercato.core.config import Settings
+from mercato.realtime import protocol
+from mercato.realtime.hub import StreamHub
+from mercato.realtime.session import StreamSession
+
+
+class ConnectionLimits:
+    """Connections per instance and per client address."""
+
+    def __init__(self, *, per_instance: int, per_client: int) -> None:
+        self.per_instance = per_instance
+        self.per_client = per_client
+        self.by_client: Counter[str] = Counter()
+
+    def admit(self, client: str) -> bool:
+        if self.by_client.total() >= self.per_instance or self.by_client[client] >= self.per_client:
+            return False
+        self.by_client[client] += 1
+        return True
+
+    def release(self, client: str) -> None:
+        self.by_client[client] -= 1
+        if self.by_client[client] <= 0:
+            del self.by_client[client]
+
+
+def _authenticator(settings: Settings) -> Callable[[str], str | None]:
+    def authenticate(token: str) -> str | None:
+        # Until identity lands, the only credential is the admin key. Catalog topics are
+        # public; the credential will gate per-customer topics (orders:<id>).
+        expected = settings.admin_api_key
+        if expected and hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+            return "admin"
+        return None
+
+    return authenticate
+
+
+async def stream(websocket: WebSocket) -> None:
+    state = websocket.app.state
+    hub: StreamHub = state.stream_hub
+    limits: ConnectionLimits = state.stream_limits
+    settings: Settings = state.settings
+    client = websocket.client.host if websocket.client else "unknown"
+    await websocket.accept()
+    if not limits.admit(client):
+        await websocket.close(
+            code=protocol.CLOSE_TOO_MANY_CONNECTIONS, reason="too many connections"
+        )
+        return
+    try:
+        hub.start()
+        await hub.ready.wait()
+        session = StreamSession(
+            websocket,
+            hub,
+            authenticate=_authenticator(settings),
+            buffer_messages=settings.stream_buffer_messages,
+            heartbeat_interval=settings.stream_heartbeat_seconds,
+            stall_seconds=settings.stream_stall_seconds,
+        )
+        await session.run()
+    finally:
+        limits.release(client)
+
+
+def register_routes(app: FastAPI, *, prefix: str) -> None:
+    add_websocket_route(app, f"{prefix}/stream", stream, access=PUBLIC)

@@ -1,0 +1,108 @@
+"""The stream hub: this instance's window onto the event log.
+
+It learns of new positions from PostgreSQL notifications sent by the relay (whichever
+instance runs it), with a slow poll as a safety net, and reads each new stretch of the log
+once into a bounded in-memory window. Every client session reads from that window, or
+from the log itself when it is further behind, so a client can never see a gap: positions
+are dense, and whatever is not in memory is read from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import deque
+from typing import Any
+
+import asyncpg
+import structlog
+
+from mercato.core.database import Database, Executor, asyncpg_dsn
+from mercato.events import NOTIFY_CHANNEL, last_position, read_events
+
+log = structlog.get_logger("mercato.realtime")
+
+
+class StreamHub:
+    def __init__(
+        self, db: Database, *, window: int = 10_000, poll_interval: float = 1.0, batch: int = 1_000
+    ) -> None:
+        self._db = db
+        self._recent: deque[dict[str, Any]] = deque(maxlen=window)
+        self._poll_interval = poll_interval
+        self._batch = batch
+        self._wake = asyncio.Event()
+        self._advanced = asyncio.Condition()
+        self.head = 0
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start following the log, on first use: an instance with no stream clients
+        keeps no listener connection and does no work."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(self._stop), name="mercato-stream-hub")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    @property
+    def db_reader(self) -> Executor:
+        return self._db.reader
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.head = await last_position(self._db.reader)
+        self.ready.set()
+        while not stop.is_set():
+            try:
+                await self._follow(stop)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("hub_connection_lost", error=str(error))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._poll_interval)
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        listener = await asyncpg.connect(asyncpg_dsn(self._db.url))
+        try:
+            await listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            while not stop.is_set():
+                await self.catch_up()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                self._wake.clear()
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.close()
+
+    async def catch_up(self) -> None:
+        """Read whatever the log holds beyond `head` into the window, then wake sessions."""
+        while True:
+            events = await read_events(self._db.reader, after=self.head, limit=self._batch)
+            if not events:
+                return
+            self._recent.extend(events)
+            self.head = events[-1]["position"]
+            async with self._advanced:
+                self._advanced.notify_all()
+
+    async def events_after(self, position: int, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` events after `position`, from memory when it still holds them."""
+        if self._recent and position >= self._recent[0]["position"] - 1:
+            start = position - self._recent[0]["position"] + 1  # positions are dense
+            return list(itertools.islice(self._recent, start, start + limit))
+        return await read_events(self._db.reader, after=position, limit=limit, up_to=self.head)
+
+    async def wait_beyond(self, position: int, seconds: float) -> bool:
+        """Wait until the head passes `position`; False when `seconds` pass first."""
+        async with self._advanced:
+            try:
+                await asyncio.wait_for(
+                    self._advanced.wait_for(lambda: self.head > position), seconds
+                )
+            except TimeoutError:
+                return False
+        return True

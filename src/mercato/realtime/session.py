@@ -1,0 +1,188 @@
+"""One client's stream: its topics, its cursor in the log, and its bounded send buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+import structlog
+from pydantic import TypeAdapter, ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from mercato.events import oldest_retained_position
+from mercato.realtime import protocol
+from mercato.realtime.hub import StreamHub
+from mercato.realtime.topics import MAX_TOPICS, is_valid_topic, matching_topic
+
+log = structlog.get_logger("mercato.realtime")
+_messages: TypeAdapter[Any] = TypeAdapter(protocol.ClientMessage)
+CLOSE_TIMEOUT = 30.0
+
+
+class SlowConsumer(Exception):
+    pass
+
+
+class CloseStream(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class StreamSession:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        hub: StreamHub,
+        *,
+        authenticate: Any,
+        buffer_messages: int,
+        heartbeat_interval: float,
+        stall_seconds: float,
+    ) -> None:
+        self._ws = websocket
+        self._hub = hub
+        self._authenticate = authenticate
+        self._heartbeat_interval = heartbeat_interval
+        self._stall_seconds = stall_seconds
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=buffer_messages)
+        self.topics: set[str] = set()
+        self.cursor: int | None = None  # last log position examined for this client
+        self.sent_position = 0  # last event position handed to the socket
+        self.principal: str | None = None
+        self._generation = 0
+        self._subscribed = asyncio.Event()
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._read())
+                tasks.create_task(self._pump())
+                tasks.create_task(self._write())
+        except* WebSocketDisconnect:
+            pass
+        except* CloseStream as group:
+            error = group.exceptions[0]
+            assert isinstance(error, CloseStream)
+            await self._close(error.code, error.reason)
+        except* SlowConsumer:
+            log.info("stream_slow_consumer", sent_position=self.sent_position)
+            await self._close(
+                protocol.CLOSE_SLOW_CONSUMER, f"slow consumer; resume after={self.sent_position}"
+            )
+
+    async def _close(self, code: int, reason: str) -> None:
+        # The close frame queues behind what the socket still holds: a slow client that
+        # wakes up reads its backlog, then the close code telling it where to resume. One
+        # that never reads is dropped when this times out.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._ws.close(code=code, reason=reason), CLOSE_TIMEOUT)
+
+    async def _enqueue(self, message: dict[str, Any]) -> None:
+        """Queue a message; a client whose buffer stays full for `stall_seconds` is slow."""
+        try:
+            await asyncio.wait_for(self._outbox.put(message), self._stall_seconds)
+        except TimeoutError:
+            raise SlowConsumer() from None
+
+    async def _error(self, code: str, message: str) -> None:
+        await self._enqueue({"type": "error", "code": code, "message": message})
+
+    # --- client messages --------------------------------------------------------------
+
+    async def _read(self) -> None:
+        while True:
+            raw = await self._ws.receive_text()
+            if len(raw) > protocol.MAX_MESSAGE_BYTES:
+                await self._error(
+                    "MESSAGE_TOO_LARGE",
+                    f"messages are limited to {protocol.MAX_MESSAGE_BYTES} bytes",
+                )
+                continue
+            try:
+                message = _messages.validate_json(raw)
+            except ValidationError as error:
+                await self._error(
+                    "INVALID_MESSAGE", error.errors()[0]["msg"] if error.errors() else "invalid"
+                )
+                continue
+            await self._handle(message)
+
+    async def _handle(self, message: Any) -> None:
+        if isinstance(message, protocol.Ping):
+            await self._enqueue({"type": "pong", "head": self._hub.head})
+        elif isinstance(message, protocol.Auth):
+            principal = self._authenticate(message.token)
+            if principal is None:
+                raise CloseStream(protocol.CLOSE_UNAUTHENTICATED, "authentication failed")
+            self.principal = principal
+            await self._enqueue({"type": "authenticated", "principal": principal})
+        elif isinstance(message, protocol.Subscribe):
+            await self._subscribe(message)
+        elif isinstance(message, protocol.Unsubscribe):
+            self.topics.difference_update(message.topics)
+            await self._enqueue({"type": "unsubscribed", "topics": sorted(message.topics)})
+
+    async def _subscribe(self, message: protocol.Subscribe) -> None:
+        unknown = [t for t in message.topics if not is_valid_topic(t)]
+        if unknown:
+            await self._error("UNKNOWN_TOPIC", f"no such topic: {', '.join(unknown[:5])}")
+            return
+        if len(self.topics | set(message.topics)) > MAX_TOPICS:
+            await self._error("TOO_MANY_TOPICS", f"at most {MAX_TOPICS} topics per connection")
+            return
+        if message.after is not None:
+            oldest = await oldest_retained_position(self._hub.db_reader)
+            if message.after < oldest - 1:
+                raise CloseStream(
+                    protocol.CLOSE_RESYNC_REQUIRED,
+                    f"position {message.after} is no longer retained; re-sync, then resume",
+                )
+            self.cursor = min(message.after, self._hub.head)
+            self._generation += 1
+        elif self.cursor is None:
+            self.cursor = self._hub.head
+        self.topics.update(message.topics)
+        await self._enqueue(
+            {"type": "subscribed", "topics": sorted(self.topics), "position": self.cursor}
+        )
+        self._subscribed.set()
+
+    # --- delivery -----------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        await self._subscribed.wait()
+        while True:
+            assert self.cursor is not None
+            generation, cursor = self._generation, self.cursor
+            events = await self._hub.events_after(cursor, limit=500)
+            if generation != self._generation:
+                continue  # the client re-subscribed from another position meanwhile
+            if not events:
+                if not await self._hub.wait_beyond(cursor, self._heartbeat_interval):
+                    await self._enqueue(
+                        {"type": "heartbeat", "head": self._hub.head, "position": cursor}
+                    )
+                continue
+            for event in events:
+                topic = matching_topic(event, self.topics)
+                if topic is not None:
+                    await self._enqueue(
+                        {
+                            "type": "event",
+                            "position": event["position"],
+                            "topic": topic,
+                            "event": event,
+                        }
+                    )
+                self.cursor = event["position"]
+
+    async def _write(self) -> None:
+        while True:
+            message = await self._outbox.get()
+            await self._ws.send_text(orjson.dumps(message).decode())
+            if message["type"] == "event":
+                self.sent_position = message["position"]
