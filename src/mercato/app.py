@@ -150,7 +150,7 @@ ServiceT = TypeVar("ServiceT", bound=_Service)
 
 @asynccontextmanager
 async def _running(service: ServiceT, name: str) -> AsyncIterator[ServiceT]:
-    """Run a long-lived service (relay, stream hub) as a background task of this process."""
+    """Run a long-lived service (the relay) as a background task of this process."""
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop), name=f"mercato-{name}")
     try:

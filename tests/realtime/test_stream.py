@@ -195,3 +195,30 @@ async def test_shutdown_tells_clients_to_reconnect(fresh_db_url: str) -> None:
         await server.aclose()  # the server stops while the client is connected
         _, close_code = await _read_until_closed(client)
     assert close_code == 1012
+
+
+async def test_anonymous_subscribers_see_hidden_products_only_as_tombstones(
+    fresh_db_url: str,
+) -> None:
+    async with (
+        serving(fresh_db_url) as address,
+        stream_client(address) as anonymous,
+        stream_client(address) as staff,
+    ):
+        await staff.send({"type": "auth", "token": ADMIN_KEY})
+        await anonymous.subscribe(["products"])
+        await staff.subscribe(["products"])
+        async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+            hidden = (
+                await http.post(
+                    "/api/v1/products", json=product_payload(is_active=False), headers=ADMIN
+                )
+            ).json()["data"]
+            shown = (
+                await http.post("/api/v1/products", json=product_payload(), headers=ADMIN)
+            ).json()["data"]
+        seen_anonymously = await anonymous.events(2)
+        seen_by_staff = await staff.events(2)
+    assert seen_anonymously[0]["event"]["payload"] == {"id": hidden["id"], "visible": False}
+    assert seen_anonymously[1]["event"]["payload"] == shown
+    assert seen_by_staff[0]["event"]["payload"] == hidden

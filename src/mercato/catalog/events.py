@@ -39,6 +39,8 @@ def inventory_changed(row: asyncpg.Record, *, previous_count: int) -> EventDraft
             "product_id": str(row["id"]),
             "inventory_count": row["inventory_count"],
             "previous_count": previous_count,
+            # Streams show staff-only products to anonymous subscribers as tombstones.
+            "visible": row["is_active"] and row["deleted_at"] is None,
         },
     )
 

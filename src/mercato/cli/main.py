@@ -23,6 +23,7 @@ from mercato.cli.database import database_url
 from mercato.core import migrate as migrations
 from mercato.core.config import Settings
 from mercato.core.database import asyncpg_dsn
+from mercato.core.migrate import require_current_schema
 from mercato.core.observability import configure_logging
 from mercato.events.relay import Relay
 
@@ -77,9 +78,17 @@ def worker() -> None:
     configure_logging(level=settings.log_level, json=settings.log_json)
     signal.signal(signal.SIGTERM, _exit_on_signal)
 
+    async def run(url: str) -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            await require_current_schema(conn)
+        finally:
+            await conn.close()
+        await Relay(url).run(stop=asyncio.Event())
+
     with database_url(settings) as url, contextlib.suppress(KeyboardInterrupt):
         # Runs until SIGTERM (SystemExit) or Ctrl-C; the relay's lock goes with its connection.
-        asyncio.run(Relay(url).run(stop=asyncio.Event()))
+        asyncio.run(run(url))
 
 
 @app.command()

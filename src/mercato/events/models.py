@@ -81,9 +81,8 @@ event_log = Table(
         server_default=func.clock_timestamp(),
     ),
     CheckConstraint("position > 0", name="position_positive"),
-    # Retention prunes by time; the stream filters by aggregate.
+    # Retention (next) prunes the oldest events by time.
     Index("ix_event_log_recorded_at", "recorded_at"),
-    Index("ix_event_log_aggregate", "aggregate_type", "aggregate_id", "position"),
 )
 
 relay_state = Table(

@@ -60,8 +60,12 @@ class Relay:
                 await self._run_connected(stop)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("relay_connection_lost", error=str(error))
-                self.active.clear()
-                await _sleep_unless(stop, self._standby_interval)
+            except Exception:
+                # A failing publisher must not stop the relay for good: what was not
+                # published is retried from published_position on the next pass.
+                log.exception("relay_failed")
+            self.active.clear()
+            await _sleep_unless(stop, self._standby_interval)
 
     async def _run_connected(self, stop: asyncio.Event) -> None:
         conn = await asyncpg.connect(self._dsn)

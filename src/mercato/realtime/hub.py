@@ -55,12 +55,14 @@ class StreamHub:
         return self._db.reader
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.head = await last_position(self._db.reader)
-        self.ready.set()
         while not stop.is_set():
             try:
+                if not self.ready.is_set():
+                    self.head = await last_position(self._db.reader)
+                    self.ready.set()
                 await self._follow(stop)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except Exception as error:
+                # Never die: sessions wait on this hub. Log, pause, follow again.
                 log.warning("hub_connection_lost", error=str(error))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._poll_interval)

@@ -15,6 +15,7 @@ from mercato.events import oldest_retained_position
 from mercato.realtime import protocol
 from mercato.realtime.hub import StreamHub
 from mercato.realtime.topics import MAX_TOPICS, is_valid_topic, matching_topic
+from mercato.realtime.visibility import visible_to
 
 log = structlog.get_logger("mercato.realtime")
 _messages: TypeAdapter[Any] = TypeAdapter(protocol.ClientMessage)
@@ -175,7 +176,7 @@ class StreamSession:
                             "type": "event",
                             "position": event["position"],
                             "topic": topic,
-                            "event": event,
+                            "event": visible_to(event, principal=self.principal),
                         }
                     )
                 self.cursor = event["position"]

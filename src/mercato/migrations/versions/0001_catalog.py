@@ -14,7 +14,7 @@ Index specification (each index names the query it serves; see docs/schema.md):
 - ix_products_gtin: barcode lookups by the import pipeline and staff.
 - ix_products_category_id (all rows, deleted ones too): the foreign key's ON DELETE
   RESTRICT check and moving a category's products; without it both scan the table.
-All product indexes except the gtin one are partial on live rows (not deleted, active):
+All product indexes except the gtin and category_id ones are partial on live rows (not deleted, active):
 the public queries use exactly that predicate.
 
 Revision ID: 0001

@@ -3,9 +3,7 @@
 Index specification:
 - event_log primary key (position): resume and replay read `position > :after` in order.
 - uq_event_log_event_id: an event enters the log once, whatever happens to the relay.
-- ix_event_log_aggregate (aggregate_type, aggregate_id, position): one aggregate's
-  history (a product's changes, an order's stream).
-- ix_event_log_recorded_at: retention prunes the oldest events by time.
+- ix_event_log_recorded_at: retention (next) prunes the oldest events by time.
 - outbox primary key (seq): the relay takes the oldest committed events first.
 
 Revision ID: 0002
@@ -58,13 +56,6 @@ def upgrade() -> None:
         sa.CheckConstraint("position > 0", name=op.f("ck_event_log_position_positive")),
         sa.PrimaryKeyConstraint("position", name=op.f("pk_event_log")),
         sa.UniqueConstraint("event_id", name=op.f("uq_event_log_event_id")),
-        schema="events",
-    )
-    op.create_index(
-        "ix_event_log_aggregate",
-        "event_log",
-        ["aggregate_type", "aggregate_id", "position"],
-        unique=False,
         schema="events",
     )
     op.create_index(
@@ -130,6 +121,5 @@ def downgrade() -> None:
     op.drop_table("outbox", schema="events")
     op.drop_table("inbox", schema="events")
     op.drop_index("ix_event_log_recorded_at", table_name="event_log", schema="events")
-    op.drop_index("ix_event_log_aggregate", table_name="event_log", schema="events")
     op.drop_table("event_log", schema="events")
     op.execute("DROP SCHEMA IF EXISTS events")
