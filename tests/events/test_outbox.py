@@ -39,6 +39,7 @@ async def test_each_catalog_change_records_its_event(
         "product_id": product["id"],
         "inventory_count": 7,
         "previous_count": 3,
+        "visible": True,
     }
     assert events[1]["trace_context"]["request_id"]
 
