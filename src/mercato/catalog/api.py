@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
@@ -21,7 +20,9 @@ from mercato.catalog.schemas import (
     CategoryUpdate,
     ProductCreate,
     ProductEnvelope,
+    ProductListQuery,
     ProductPage,
+    ProductReadQuery,
     ProductUpdate,
 )
 from mercato.core.access import ADMIN, PUBLIC, Access, add_route, presented_admin_key
@@ -35,8 +36,7 @@ from mercato.core.http import (
     json_with_etag,
     version_etag,
 )
-
-MAX_PAGE_SIZE = 100
+from mercato.core.routing import path_uuid, query_model
 
 
 def _resource(request: Request, data: dict[str, Any], version: int) -> Response:
@@ -51,20 +51,19 @@ def _written(data: dict[str, Any], version: int, status: int = 200) -> Response:
 # --- products ---------------------------------------------------------------------------
 
 
-async def get_product(
-    request: Request,
-    product_id: uuid.UUID,
-    include_deleted: Annotated[
-        bool, Query(description="Staff only: show a deleted product.")
-    ] = False,
-) -> Response:
-    db = database(request)
+# Hot public reads run as direct routes (see core/routing.py): each has a handler that
+# takes the request and a `*_doc` signature that documents the operation.
+
+
+async def get_product(request: Request) -> Response:
+    product_id = path_uuid(request, "product_id")
+    params = query_model(request, ProductReadQuery)
     is_admin = presented_admin_key(request) if request.headers.get("authorization") else False
     row = await repository.get_product(
-        db.reader,
+        database(request).reader,
         product_id,
         include_inactive=is_admin,
-        include_deleted=include_deleted and is_admin,
+        include_deleted=params.include_deleted and is_admin,
     )
     if row is None:
         raise ProductNotFound()
@@ -73,52 +72,57 @@ async def get_product(
     return response
 
 
-async def list_products(
-    request: Request,
-    q: Annotated[
-        str | None, Query(max_length=200, description="Full-text search, prefix-matched.")
-    ] = None,
-    category_id: Annotated[
-        uuid.UUID | None, Query(description="A category and its descendants.")
-    ] = None,
-    min_price: Annotated[Decimal | None, Query(ge=0, max_digits=12, decimal_places=2)] = None,
-    max_price: Annotated[Decimal | None, Query(ge=0, max_digits=12, decimal_places=2)] = None,
-    brand: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
-    in_stock: bool | None = None,
-    sort: Annotated[
-        ProductSort | None, Query(description="Default: relevance with q, else newest.")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> Response:
+def get_product_doc(
+    product_id: uuid.UUID, params: Annotated[ProductReadQuery, Query()]
+) -> ProductEnvelope:
+    raise NotImplementedError  # documents the operation; `get_product` serves it
+
+
+async def list_products(request: Request) -> Response:
+    params = query_model(request, ProductListQuery)
     db = database(request)
     cursors = cursor_codec(request)
+    q = params.q
     tsquery = prefix_tsquery(q) if q is not None else None
-    sort = sort or (ProductSort.RELEVANCE if q is not None else ProductSort.NEWEST)
+    sort = params.sort or (ProductSort.RELEVANCE if q is not None else ProductSort.NEWEST)
     if sort is ProductSort.RELEVANCE and q is None:
         raise ValidationFailed(details=[{"field": "query.sort", "message": "relevance needs q"}])
     filters = ProductFilters(
-        min_price=min_price, max_price=max_price, brand=brand, in_stock=in_stock, tsquery=tsquery
+        min_price=params.min_price,
+        max_price=params.max_price,
+        brand=params.brand,
+        in_stock=params.in_stock,
+        tsquery=tsquery,
     )
-    fingerprint = query_fingerprint(sort, category_id, filters)
+    fingerprint = query_fingerprint(sort, params.category_id, filters)
     rows: list[Any] = []
     if q is None or tsquery is not None:  # a q with no searchable word matches nothing
-        after = parse_position(cursors.decode(fingerprint, cursor), sort) if cursor else None
-        filters = await service.resolve_filters(db.reader, category_id=category_id, filters=filters)
+        after = (
+            parse_position(cursors.decode(fingerprint, params.cursor), sort)
+            if params.cursor
+            else None
+        )
+        filters = await service.resolve_filters(
+            db.reader, category_id=params.category_id, filters=filters
+        )
         rows = await repository.list_products(
-            db.reader, filters=filters, sort=sort, after=after, limit=limit + 1
+            db.reader, filters=filters, sort=sort, after=after, limit=params.limit + 1
         )
     next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
+    if len(rows) > params.limit:
+        rows = rows[: params.limit]
         next_cursor = cursors.encode(fingerprint, position_of(rows[-1], sort))
     body = orjson.dumps(
         envelope(
             [repository.product_json(row) for row in rows],
-            {"limit": limit, "count": len(rows), "next_cursor": next_cursor},
+            {"limit": params.limit, "count": len(rows), "next_cursor": next_cursor},
         )
     )
     return cached_json(request, body, content_etag(body))
+
+
+def list_products_doc(params: Annotated[ProductListQuery, Query()]) -> ProductPage:
+    raise NotImplementedError  # documents the operation; `list_products` serves it
 
 
 async def create_product(request: Request, data: ProductCreate) -> Response:
@@ -164,18 +168,28 @@ async def restore_product(request: Request, product_id: uuid.UUID) -> Response:
 
 
 async def category_tree(request: Request) -> Response:
+    """The whole tree, nested (served as a direct route)."""
     db = database(request)
     rows = await repository.list_categories(db.reader, limit=service.MAX_CATEGORIES_LISTED)
     body = orjson.dumps(envelope(service.category_tree(rows), {"count": len(rows)}))
     return cached_json(request, body, content_etag(body))
 
 
-async def get_category(request: Request, category_id: uuid.UUID) -> Response:
+async def get_category(request: Request) -> Response:
+    category_id = path_uuid(request, "category_id")
     db = database(request)
     row = await repository.get_category(db.reader, category_id)
     if row is None:
         raise CategoryNotFound()
     return _resource(request, repository.category_json(row), row["version"])
+
+
+def category_tree_doc() -> CategoryTree:
+    raise NotImplementedError  # documents the operation; `category_tree` serves it
+
+
+def get_category_doc(category_id: uuid.UUID) -> CategoryEnvelope:
+    raise NotImplementedError  # documents the operation; `get_category` serves it
 
 
 async def create_category(request: Request, data: CategoryCreate) -> Response:
@@ -223,9 +237,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def register_routes(app: FastAPI, *, prefix: str) -> None:
     # Routes go straight onto the app (no nested router): one less dispatch level per
     # request, and `scope["route"].path` is the full template the metrics are labelled with.
-    read, write = PUBLIC, ADMIN
-
-    def add(path: str, endpoint: Any, method: str, access: Access, **kwargs: Any) -> None:
+    def add(
+        path: str, endpoint: Any, method: str, access: Access, summary: str, **kwargs: Any
+    ) -> None:
         add_route(
             app,
             prefix + path,
@@ -234,96 +248,92 @@ def register_routes(app: FastAPI, *, prefix: str) -> None:
             access=access,
             tags=["catalog"],
             responses=_ERRORS,
+            summary=summary,
             **kwargs,
         )
 
+    # Public reads: documented by their `*_doc` signature, served by the direct handler.
     add(
         "/products",
-        list_products,
+        list_products_doc,
         "GET",
-        read,
-        response_model=ProductPage,
-        summary="List or search products",
+        PUBLIC,
+        "List or search products",
+        handler=list_products,
     )
+    add(
+        "/products/{product_id}",
+        get_product_doc,
+        "GET",
+        PUBLIC,
+        "Read a product",
+        handler=get_product,
+    )
+    add("/categories", category_tree_doc, "GET", PUBLIC, "The category tree", handler=category_tree)
+    add(
+        "/categories/{category_id}",
+        get_category_doc,
+        "GET",
+        PUBLIC,
+        "Read a category",
+        handler=get_category,
+    )
+
     add(
         "/products",
         create_product,
         "POST",
-        write,
+        ADMIN,
+        "Create a product",
         response_model=ProductEnvelope,
         status_code=201,
-        summary="Create a product",
-    )
-    add(
-        "/products/{product_id}",
-        get_product,
-        "GET",
-        read,
-        response_model=ProductEnvelope,
-        summary="Read a product",
     )
     add(
         "/products/{product_id}",
         update_product,
         "PATCH",
-        write,
+        ADMIN,
+        "Update a product (If-Match required)",
         response_model=ProductEnvelope,
-        summary="Update a product (If-Match required)",
     )
     add(
         "/products/{product_id}",
         delete_product,
         "DELETE",
-        write,
+        ADMIN,
+        "Soft-delete a product (If-Match required)",
         status_code=204,
-        summary="Soft-delete a product (If-Match required)",
     )
     add(
         "/products/{product_id}/restore",
         restore_product,
         "POST",
-        write,
+        ADMIN,
+        "Restore a deleted product",
         response_model=ProductEnvelope,
-        summary="Restore a deleted product",
-    )
-    add(
-        "/categories",
-        category_tree,
-        "GET",
-        read,
-        response_model=CategoryTree,
-        summary="The category tree",
     )
     add(
         "/categories",
         create_category,
         "POST",
-        write,
+        ADMIN,
+        "Create a category",
         response_model=CategoryEnvelope,
         status_code=201,
-        summary="Create a category",
-    )
-    add(
-        "/categories/{category_id}",
-        get_category,
-        "GET",
-        read,
-        response_model=CategoryEnvelope,
-        summary="Read a category",
     )
     add(
         "/categories/{category_id}",
         update_category,
         "PATCH",
-        write,
+        ADMIN,
+        "Update or move a category (If-Match required)",
         response_model=CategoryEnvelope,
-        summary="Update or move a category (If-Match required)",
     )
     add(
         "/categories/{category_id}",
         delete_category,
         "DELETE",
-        write,
+        ADMIN,
+        "Delete an empty category (If-Match required)",
         status_code=204,
-        summary="Delete an empty category (If-Match required)",
     )

@@ -10,6 +10,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 MAX_CATEGORY_DEPTH = 6
+MAX_PAGE_SIZE = 100
 MAX_SEARCH_TERMS = 8
 MIN_PREFIX_LENGTH = 2
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from mercato.catalog.rules import gtin_is_valid
+from mercato.catalog.rules import MAX_PAGE_SIZE, ProductSort, gtin_is_valid
 
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -98,6 +98,31 @@ class CategoryUpdate(Input):
     slug: Slug | None = None
     parent_id: uuid.UUID | None = None
     description: Description | None = None
+
+
+# Query strings of the public reads.
+
+
+class ProductReadQuery(BaseModel):
+    include_deleted: bool = Field(default=False, description="Staff only: show a deleted product.")
+
+
+class ProductListQuery(BaseModel):
+    q: str | None = Field(
+        default=None, max_length=200, description="Full-text search, prefix-matched."
+    )
+    category_id: uuid.UUID | None = Field(
+        default=None, description="A category and its descendants."
+    )
+    min_price: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)] | None = None
+    max_price: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)] | None = None
+    brand: str | None = Field(default=None, min_length=1, max_length=100)
+    in_stock: bool | None = None
+    sort: ProductSort | None = Field(
+        default=None, description="Default: relevance with q, else newest."
+    )
+    limit: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
+    cursor: str | None = Field(default=None, max_length=512)
 
 
 # Output shapes: used for the OpenAPI document. Handlers serialise rows directly (see

@@ -12,16 +12,18 @@ and permissions; routes do not change.
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from mercato.core.config import Settings
 from mercato.core.errors import Unauthenticated
+from mercato.core.routing import DirectRoute, Handler
 
 ACCESS_KEY = "x-access"
 
@@ -70,9 +72,18 @@ def add_route(
     *,
     method: str,
     access: Access,
+    handler: Handler | None = None,
     **kwargs: Any,
 ) -> None:
-    app.add_api_route(
+    """Register a route with its access rule. With `handler`, `endpoint` only documents the
+    operation and `handler(request)` serves it (a `DirectRoute`, public reads only)."""
+    if handler is not None:
+        if access.guard is not None:
+            raise ValueError("direct routes skip dependencies: they can only be public")
+        route_class = cast(type[APIRoute], functools.partial(DirectRoute, handler=handler))
+        kwargs["route_class_override"] = route_class
+        kwargs.setdefault("name", handler.__name__)  # operation ids follow the handler
+    app.router.add_api_route(
         path,
         endpoint,
         methods=[method],

@@ -1,0 +1,68 @@
+"""Direct routes: documented like any FastAPI route, run without FastAPI's resolver.
+
+FastAPI resolves a route's parameters on every request through its dependency machinery,
+which costs more CPU than a primary-key read in PostgreSQL (docs/benchmarks.md). A
+`DirectRoute` takes its OpenAPI description from `signature` (a function whose parameters
+declare the operation exactly as a FastAPI endpoint would), but at run time hands the
+request straight to `handler(request)`, which parses its own parameters with the helpers
+below and the same Pydantic models. Used for the hot public reads only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
+
+from mercato.core.errors import ValidationFailed
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class DirectRoute(APIRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], *, handler: Handler, **kwargs: Any):
+        self._handler = handler  # read by get_route_handler(), which __init__ calls
+        super().__init__(path, endpoint, **kwargs)
+
+    def get_route_handler(self) -> Handler:
+        return self._handler
+
+
+def path_uuid(request: Request, name: str) -> uuid.UUID:
+    raw = request.path_params[name]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ValidationFailed(
+            details=[
+                {
+                    "field": f"path.{name}",
+                    "message": "Input should be a valid UUID",
+                    "type": "uuid_parsing",
+                }
+            ]
+        ) from None
+
+
+def query_model(request: Request, model: type[ModelT]) -> ModelT:
+    """Validate the query string against `model`; errors name `query.<field>`."""
+    try:
+        if not request.scope["query_string"]:
+            return model()  # the common case on hot reads: nothing to parse
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as error:
+        details = [
+            {
+                "field": ".".join(["query", *map(str, e["loc"])]),
+                "message": e["msg"],
+                "type": e["type"],
+            }
+            for e in error.errors()[:50]
+        ]
+        raise ValidationFailed(details=details) from None
