@@ -49,6 +49,10 @@ def product_id(index: int) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"product-{index}")
 
 
+def sku(index: int) -> str:
+    return f"SKU-{index:08d}"
+
+
 def gtin13(number: int) -> str:
     body = f"{2_000_000_000_000 + number:013d}"[:12]
     total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
@@ -81,7 +85,7 @@ def products(count: int, category_count: int) -> Iterator[tuple[object, ...]]:
         description = " ".join(rng.choices(words, k=rng.randint(20, 40)))
         yield (
             product_id(index),
-            f"SKU-{index:08d}",
+            sku(index),
             " ".join(name_words).title(),
             description,
             rng.choice(_BRANDS),
@@ -96,6 +100,18 @@ def products(count: int, category_count: int) -> Iterator[tuple[object, ...]]:
 async def seed_catalog(conn: asyncpg.Connection, *, product_count: int, category_count: int) -> int:
     """Load the data set; returns the number of products added. Runs in one transaction."""
     async with conn.transaction():
+        # Already complete (the usual re-run): skip generating and copying every row again.
+        products_present = await conn.fetchval(
+            "SELECT count(*) FROM catalog.products WHERE sku >= $1 AND sku < $2",
+            sku(0),
+            sku(product_count),
+        )
+        categories_present = await conn.fetchval(
+            "SELECT count(*) FROM catalog.categories WHERE id = ANY($1::uuid[])",
+            [category_id(n) for n in range(category_count)],
+        )
+        if products_present == product_count and categories_present == category_count:
+            return 0
         await conn.executemany(
             "INSERT INTO catalog.categories (id, parent_id, name, slug, path, depth) "
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",

@@ -1,0 +1,294 @@
+"""`make bench`: W1 to W3 against the app and the reference server, in one bounded run.
+
+Prepares the `mercato_bench` database (migrate, seed 100k products), starts the app in
+production mode and the reference server side by side (1 and 2 workers), measures peak
+throughput with wrk and latency at 70% of the app's peak with an open-loop generator, then
+prints the table and writes docs/benchmarks.md. Every server it starts is stopped on exit.
+
+    .venv/bin/python bench/run.py                          # full: 20 s runs, ~8.5 min
+    .venv/bin/python bench/run.py --duration 7 --repeats 3 # min/median/max, ~9 min
+    .venv/bin/python bench/run.py --quick                  # 5 s runs, ~2.5 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import secrets
+import signal
+import string
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+import dataset
+import loadgen
+import report
+from report import WORKLOADS, Cell, Workload
+from servers import Server, launch_server, stop_server, wait_ready
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+APP_PORT, REF_PORT = 8101, 8102
+PRODUCTS, CATEGORIES = 100_000, 200
+SETUP_ESTIMATE_S = 30.0  # migrate, idempotent seed, id export
+START_ESTIMATE_S = 6.0  # both servers, then the page-50 cursor walk
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str
+    seconds: float
+    warmup: float
+    repeats: int
+    open_loop_seconds: float
+    reference_open_loop: bool
+    workers: tuple[int, ...]
+    pin: bool
+
+    def estimate(self, repeats: int | None = None) -> float:
+        runs = repeats or self.repeats
+        wrk = len(WORKLOADS) * 2 * (self.warmup + 0.3 + runs * (self.seconds + 0.3))
+        loops = sum(w.open_loop for w in WORKLOADS) * (2 if self.reference_open_loop else 1)
+        per_workers = START_ESTIMATE_S + wrk + loops * (self.open_loop_seconds + 1.0)
+        return SETUP_ESTIMATE_S + len(self.workers) * per_workers
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    quick = bool(args.quick)
+    plan = Plan(
+        mode="quick" if quick else "full",
+        seconds=args.duration or (5.0 if quick else 20.0),
+        warmup=args.warmup if args.warmup is not None else (1.0 if quick else 2.0),
+        repeats=args.repeats or 1,
+        open_loop_seconds=args.open_loop_seconds or (4.0 if quick else 8.0),
+        reference_open_loop=not quick,
+        workers=(args.workers,) if args.workers else (1, 2),
+        pin=not args.no_pin and len(os.sched_getaffinity(0)) >= 2,
+    )
+    if not args.repeats and not quick:
+        # As many repeats (up to 3) as fit the time budget.
+        fitting = [r for r in (3, 2, 1) if plan.estimate(r) <= args.budget]
+        plan = dataclasses.replace(plan, repeats=fitting[0] if fitting else 1)
+    return plan
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="One 5 s run of each (~2.5 min).")
+    parser.add_argument("--duration", type=float, help="Seconds per wrk run (20; quick 5).")
+    parser.add_argument("--repeats", type=int, help="wrk runs per server (default: fit budget).")
+    parser.add_argument("--budget", type=float, default=540, help="Seconds for auto repeats.")
+    parser.add_argument("--warmup", type=float, help="Warm-up seconds per server (2; quick 1).")
+    parser.add_argument("--open-loop-seconds", type=float, help="Open-loop run (8; quick 4).")
+    parser.add_argument("--workers", type=int, choices=(1, 2), help="Only this worker count.")
+    parser.add_argument("--skip-seed", action="store_true", help="Do not run `mercato seed`.")
+    parser.add_argument("--no-pin", action="store_true", help="Do not pin with taskset.")
+    parser.add_argument("--note", action="append", default=[], help="A note for the report.")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    return parser.parse_args()
+
+
+def _random_secret(length: int = 40) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+class Bench:
+    def __init__(self, plan: Plan, database_url: str) -> None:
+        self.plan = plan
+        self.database_url = database_url
+        self.servers: list[Server] = []
+        self.notes: list[str] = []
+        self.cursors = 0
+        self.page_costs: tuple[float, float] | None = None
+        bin_dir = Path(sys.executable).parent
+        self.mercato = str(bin_dir / "mercato")
+        base = {k: v for k, v in os.environ.items() if not k.startswith("MERCATO_")}
+        # One secret for the whole run: the page-50 cursors the app signs must stay valid
+        # when it restarts with another worker count.
+        self.app_env = {
+            **base,
+            "DATABASE_URL": database_url,
+            "MERCATO_ENVIRONMENT": "production",
+            "MERCATO_ADMIN_API_KEY": _random_secret(),
+            "MERCATO_SECRET_KEY": _random_secret(),
+            "MERCATO_ACCESS_LOG": "true",
+        }
+        self.ref_env = {**base, "DATABASE_URL": database_url}
+        self.server_cpus = "0" if plan.pin else None
+        self.generator_cpus = "1" if plan.pin else None
+
+    def start(self, workers: int) -> tuple[Server, Server]:
+        serve = [self.mercato, "serve", "--port", str(APP_PORT), "--workers", str(workers)]
+        uvicorn = [sys.executable, "-m", "uvicorn", "reference_server:app", "--app-dir", str(BENCH)]
+        uvicorn += ["--port", str(REF_PORT), "--workers", str(workers), "--loop", "uvloop"]
+        uvicorn += ["--http", "httptools", "--log-level", "warning", "--no-access-log"]
+        uvicorn += ["--no-server-header"]
+        # One worker: pin the servers to core 0 and the generators to core 1. Two workers
+        # need both cores, so only the generator is pinned.
+        cpus = self.server_cpus if workers == 1 else None
+        for name, command, port, env in (
+            ("app", serve, APP_PORT, self.app_env),
+            ("reference", uvicorn, REF_PORT, self.ref_env),
+        ):
+            log = RESULTS / f"{name}-{workers}w.stderr.log"
+            server = launch_server(name, command, port=port, env=env, cwd=ROOT, log=log, cpus=cpus)
+            self.servers.append(server)
+        for server in self.servers[-2:]:
+            wait_ready(server)
+        return self.servers[-2], self.servers[-1]
+
+    def stop_all(self) -> None:
+        while self.servers:
+            stop_server(self.servers.pop())
+
+    def wrk(self, server: Server, workload: Workload, seconds: float) -> loadgen.WrkResult:
+        data = workload.app_data if server.name == "app" else workload.ref_data
+        return loadgen.run_wrk(
+            server, workload.script, RESULTS / data, seconds=seconds, cpus=self.generator_cpus
+        )
+
+    def measure(self, workers: int) -> dict[str, Cell]:
+        print(f"\n== {workers} worker(s)")
+        app, ref = self.start(workers)
+        if not self.cursors:
+            self.cursors = dataset.collect_page_cursors(app.base_url, RESULTS)
+            self.page_costs = dataset.page_costs(self.database_url, RESULTS)
+            problems = dataset.check_same_rows(app.base_url, ref.base_url, RESULTS)
+            for problem in problems:
+                print(f"  MISMATCH {problem}")
+            self.notes += [f"App and reference disagree: {p}" for p in problems]
+        cells: dict[str, Cell] = {}
+        for workload in WORKLOADS:
+            cell = cells[workload.key] = Cell()
+            for server in (app, ref):
+                self.wrk(server, workload, self.plan.warmup)
+            for repeat in range(self.plan.repeats):
+                order = (app, ref) if repeat % 2 == 0 else (ref, app)
+                for server in order:
+                    result = self.wrk(server, workload, self.plan.seconds)
+                    (cell.app if server is app else cell.ref).append(result)
+                    print(
+                        f"  {workload.key:<6} {server.name:<9} {result.rps:9,.0f} req/s  "
+                        f"p99 {result.p99_ms:7.1f} ms  server {result.server_us_per_request:6,.0f}"
+                        f" µs/req  db {result.db_us_per_request:5,.0f} µs/req  "
+                        f"wrk {result.wrk_cpu_share:4.0%}  errors {result.errors}"
+                    )
+            if workload.open_loop:
+                self.open_loop(workload, cell, app, ref)
+        self.stop_all()
+        return cells
+
+    def open_loop(self, workload: Workload, cell: Cell, app: Server, ref: Server) -> None:
+        rate = 0.7 * Cell.median_rps(cell.app)
+        paths = RESULTS / f"paths_{workload.key.lower()}.txt"
+        targets = [app, ref] if self.plan.reference_open_loop else [app]
+        for server in targets:
+            result = loadgen.run_open_loop(
+                server,
+                paths,
+                rate=rate,
+                seconds=self.plan.open_loop_seconds,
+                cpus=self.generator_cpus,
+            )
+            if server is app:
+                cell.app_latency = result
+            else:
+                cell.ref_latency = result
+            print(
+                f"  {workload.key:<6} {server.name:<9} open loop at {rate:,.0f} req/s: p50 "
+                f"{result.p50_ms:.1f} p95 {result.p95_ms:.1f} p99 {result.p99_ms:.1f} ms, "
+                f"{result.failed} failed"
+            )
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    args = parse_args()
+    plan = make_plan(args)
+    started = datetime.now(UTC)
+    load_before = report.load_average()
+    print(
+        f"mode {plan.mode}: {plan.repeats} x {plan.seconds:.0f} s per server and workload, "
+        f"workers {plan.workers}, estimated {plan.estimate() / 60:.1f} min"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    dataset.check_same_sql()
+    loadgen.ensure_wrk()
+    admin_url, url, name = dataset.database_urls(os.environ.get("BENCH_DATABASE_URL"))
+    dataset.prepare_database(
+        admin_url, url, name, products=PRODUCTS, categories=CATEGORIES, seed=not args.skip_seed
+    )
+    data = dataset.export_data(url, RESULTS)
+    dataset.write_open_loop_paths(RESULTS)
+    bench = Bench(plan, url)
+    # Ctrl-C, kill and a closed terminal all unwind through `finally` and stop the servers
+    # (SIGINT too: a shell that starts us in the background sets it to "ignore").
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_interrupt)
+    results: dict[int, dict[str, Cell]] = {}
+    try:
+        for workers in plan.workers:
+            results[workers] = bench.measure(workers)
+    finally:
+        # A second Ctrl-C must not cut the clean-up short.
+        handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+        bench.stop_all()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    data["cursors"] = bench.cursors
+    pinning = (
+        "servers on core 0 with 1 worker (unpinned with 2), generators on core 1"
+        if plan.pin
+        else "no CPU pinning"
+    )
+    info = report.RunInfo(
+        started=started,
+        finished=datetime.now(UTC),
+        mode=plan.mode,
+        seconds=plan.seconds,
+        repeats=plan.repeats,
+        warmup=plan.warmup,
+        open_loop_seconds=plan.open_loop_seconds,
+        pinning=pinning,
+        load_before=load_before,
+        load_after=report.load_average(),
+        machine=report.machine(),
+        versions=report.versions(
+            (RESULTS / "server_version.txt").read_text(), loadgen.wrk_version()
+        ),
+        data=data,
+        page_costs=bench.page_costs,
+        notes=[*bench.notes, *args.note],
+    )
+    print()
+    print(report.console(report.THROUGHPUT_HEADER, report.throughput_rows(results)))
+    print()
+    print(report.console(report.LATENCY_HEADER, report.latency_rows(results)))
+    print("\n".join(["", *report.page50_notes(bench.page_costs)]))
+    report.write_markdown(args.output, info, results)
+    raw = {
+        str(w): {k: dataclasses.asdict(c) for k, c in cells.items()} for w, cells in results.items()
+    }
+    (RESULTS / "last_run.json").write_text(json.dumps(raw, indent=1))
+    elapsed = (info.finished - info.started).total_seconds()
+    print(f"\nwrote {args.output} ({elapsed / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(f"interrupted after {time.monotonic() - started:.0f}s; servers stopped")
