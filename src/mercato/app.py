@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import Protocol, TypeVar
 
 import structlog
@@ -34,6 +35,7 @@ from mercato.core.observability import HttpMetrics, PoolCollector, configure_log
 from mercato.core.pagination import CursorCodec
 from mercato.events import api as events_api
 from mercato.events.relay import Relay
+from mercato.events.retention import RetentionJob
 from mercato.realtime import api as realtime_api
 from mercato.realtime.api import ConnectionLimits
 from mercato.realtime.hub import StreamHub
@@ -63,6 +65,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             registry.register(PoolCollector(db.pool_stats))
             if settings.relay_in_process and database is None:
                 await resources.enter_async_context(_running(Relay(db.url), "relay"))
+                retention = RetentionJob(
+                    db,
+                    keep=timedelta(days=settings.event_retention_days),
+                    interval=timedelta(hours=1),
+                )
+                await resources.enter_async_context(_running(retention, "retention"))
             app.state.stream_hub = hub = StreamHub(db)
             resources.push_async_callback(hub.stop)
             log.info("started", version=__version__, environment=settings.environment.value)
@@ -150,7 +158,7 @@ ServiceT = TypeVar("ServiceT", bound=_Service)
 
 @asynccontextmanager
 async def _running(service: ServiceT, name: str) -> AsyncIterator[ServiceT]:
-    """Run a long-lived service (the relay) as a background task of this process."""
+    """Run a long-lived service (relay, retention) as a background task of this process."""
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop), name=f"mercato-{name}")
     try:

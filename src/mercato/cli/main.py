@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -22,14 +23,17 @@ from mercato.catalog.demo_data import seed_catalog
 from mercato.cli.database import database_url
 from mercato.core import migrate as migrations
 from mercato.core.config import Settings
-from mercato.core.database import asyncpg_dsn
+from mercato.core.database import Database, asyncpg_dsn
 from mercato.core.migrate import require_current_schema
 from mercato.core.observability import configure_logging
 from mercato.events.relay import Relay
+from mercato.events.retention import RetentionJob, prune
 
 app = typer.Typer(help="Mercato: a commerce backend on PostgreSQL.", no_args_is_help=True)
 db_app = typer.Typer(help="Database facts and maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+events_app = typer.Typer(help="The event log.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
 console = Console()
 
 
@@ -73,7 +77,7 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 
 @app.command()
 def worker() -> None:
-    """Run the background work: the outbox relay (one active across all workers)."""
+    """Run the background work: the outbox relay (one active at a time) and log retention."""
     settings = Settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -84,11 +88,39 @@ def worker() -> None:
             await require_current_schema(conn)
         finally:
             await conn.close()
-        await Relay(url).run(stop=asyncio.Event())
+        db = await Database.connect(url, min_size=1, max_size=2)
+        keep = timedelta(days=settings.event_retention_days)
+        retention = RetentionJob(db, keep=keep, interval=timedelta(hours=1))
+        stop = asyncio.Event()
+        try:
+            await asyncio.gather(Relay(url).run(stop), retention.run(stop))
+        finally:
+            await db.close()
 
     with database_url(settings) as url, contextlib.suppress(KeyboardInterrupt):
         # Runs until SIGTERM (SystemExit) or Ctrl-C; the relay's lock goes with its connection.
         asyncio.run(run(url))
+
+
+@events_app.command("prune")
+def events_prune(
+    days: Annotated[float | None, typer.Option(min=0, help="Keep this many days.")] = None,
+) -> None:
+    """Delete logged events older than the retention window (published ones only)."""
+    settings = Settings()
+
+    async def run(url: str) -> int:
+        db = await Database.connect(url, min_size=1, max_size=1)
+        try:
+            return await prune(
+                db, keep=timedelta(days=days if days is not None else settings.event_retention_days)
+            )
+        finally:
+            await db.close()
+
+    with database_url(settings) as url:
+        deleted = asyncio.run(run(url))
+    console.print(f"pruned {deleted} events")
 
 
 @app.command()

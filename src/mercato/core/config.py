@@ -36,6 +36,7 @@ class Settings(BaseSettings):
 
     # Events. The relay runs inside `serve` unless a separate `mercato worker` runs it.
     relay_in_process: bool = True
+    event_retention_days: float = Field(default=7.0, gt=0)
 
     # Real-time streams.
     stream_buffer_messages: int = Field(default=1_000, ge=10)

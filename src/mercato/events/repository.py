@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -126,6 +127,35 @@ async def claim_for_consumer(db: Executor, consumer: str, event_id: uuid.UUID) -
         event_id,
     )
     return status.endswith(" 1")
+
+
+async def try_lock(db: Executor, key: int) -> bool:
+    """A transaction-level advisory lock, without waiting."""
+    locked: bool = await db.fetchval("SELECT pg_try_advisory_xact_lock($1)", key)
+    return locked
+
+
+async def prune_log(db: Executor, *, before: datetime, limit: int) -> int:
+    """Delete up to `limit` of the oldest published events recorded before `before`."""
+    status = await db.execute(
+        "DELETE FROM events.event_log WHERE position IN (SELECT position FROM events.event_log "
+        "WHERE recorded_at < $1 AND position <= "
+        "(SELECT published_position FROM events.relay_state WHERE id = 1) "
+        "ORDER BY position LIMIT $2)",
+        before,
+        limit,
+    )
+    return int(status.split()[-1])
+
+
+async def prune_inbox(db: Executor, *, before: datetime, limit: int) -> int:
+    status = await db.execute(
+        "DELETE FROM events.inbox WHERE (consumer, event_id) IN (SELECT consumer, event_id "
+        "FROM events.inbox WHERE processed_at < $1 LIMIT $2)",
+        before,
+        limit,
+    )
+    return int(status.split()[-1])
 
 
 def event_json(row: asyncpg.Record) -> dict[str, Any]:
