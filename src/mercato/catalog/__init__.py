@@ -4,5 +4,6 @@ Other contexts use only what this facade exports. Its tables live in the `catalo
 """
 
 from mercato.catalog.errors import ProductNotFound
+from mercato.catalog.events import EVENT_PAYLOADS
 
-__all__ = ["ProductNotFound"]
+__all__ = ["EVENT_PAYLOADS", "ProductNotFound"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncpg
+from pydantic import BaseModel
 
 from mercato.catalog.repository import category_json, product_json
+from mercato.catalog.schemas import CategoryOut, ProductOut
 from mercato.events import EventDraft
 
 PRODUCT_CREATED = "product.created"
@@ -15,6 +17,27 @@ INVENTORY_CHANGED = "inventory.changed"
 CATEGORY_CREATED = "category.created"
 CATEGORY_UPDATED = "category.updated"
 CATEGORY_DELETED = "category.deleted"
+
+
+class InventoryChanged(BaseModel):
+    product_id: str
+    inventory_count: int
+    previous_count: int
+    visible: bool
+
+
+# The payload model of every event type and schema version the catalog publishes; their
+# JSON Schemas are committed under schemas/events/ (`mercato schema events`).
+EVENT_PAYLOADS: dict[tuple[str, int], type[BaseModel]] = {
+    (PRODUCT_CREATED, 1): ProductOut,
+    (PRODUCT_UPDATED, 1): ProductOut,
+    (PRODUCT_DELETED, 1): ProductOut,
+    (PRODUCT_RESTORED, 1): ProductOut,
+    (INVENTORY_CHANGED, 1): InventoryChanged,
+    (CATEGORY_CREATED, 1): CategoryOut,
+    (CATEGORY_UPDATED, 1): CategoryOut,
+    (CATEGORY_DELETED, 1): CategoryOut,
+}
 
 
 def product_event(event_type: str, row: asyncpg.Record) -> EventDraft:

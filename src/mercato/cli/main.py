@@ -18,6 +18,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from mercato import event_contracts
 from mercato.app import openapi_document
 from mercato.catalog.demo_data import seed_catalog
 from mercato.cli.database import database_url
@@ -26,6 +27,7 @@ from mercato.core.config import Settings
 from mercato.core.database import Database, asyncpg_dsn
 from mercato.core.migrate import require_current_schema
 from mercato.core.observability import configure_logging
+from mercato.event_contracts import SCHEMA_DIR
 from mercato.events.relay import Relay
 from mercato.events.retention import RetentionJob, prune
 
@@ -34,6 +36,8 @@ db_app = typer.Typer(help="Database facts and maintenance.", no_args_is_help=Tru
 app.add_typer(db_app, name="db")
 events_app = typer.Typer(help="The event log.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
+schema_app = typer.Typer(help="Data contracts: event schemas.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
 console = Console()
 
 
@@ -121,6 +125,31 @@ def events_prune(
     with database_url(settings) as url:
         deleted = asyncio.run(run(url))
     console.print(f"pruned {deleted} events")
+
+
+@schema_app.command("events")
+def schema_events(
+    check: Annotated[bool, typer.Option(help="Only compare with the committed files.")] = False,
+    directory: Annotated[Path, typer.Option(help="Where the schemas are committed.")] = SCHEMA_DIR,
+) -> None:
+    """Export the event payload JSON Schemas, refusing breaking changes to published ones."""
+    if check:
+        breaking, stale = event_contracts.compare(directory)
+        for line in breaking:
+            console.print(f"[red]breaking[/red] {line}")
+        for name in stale:
+            console.print(f"[yellow]differs from the committed file[/yellow] {name}")
+        if breaking or stale:
+            raise typer.Exit(1)
+        console.print("event schemas match the committed files")
+        return
+    problems = event_contracts.write(directory)
+    if problems:
+        for line in problems:
+            console.print(f"[red]breaking[/red] {line}")
+        console.print("publish a new schema version instead of changing this one")
+        raise typer.Exit(1)
+    console.print(f"wrote {len(event_contracts.live_schemas())} schemas to {directory}")
 
 
 @app.command()
