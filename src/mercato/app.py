@@ -34,7 +34,7 @@ from mercato.core.migrate import require_current_schema
 from mercato.core.observability import HttpMetrics, PoolCollector, configure_logging
 from mercato.core.pagination import CursorCodec
 from mercato.events import api as events_api
-from mercato.events.relay import Relay
+from mercato.events.relay import relay_for
 from mercato.events.retention import RetentionJob
 from mercato.realtime import api as realtime_api
 from mercato.realtime.api import ConnectionLimits
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             app.state.db = db
             registry.register(PoolCollector(db.pool_stats))
             if settings.relay_in_process and database is None:
-                await resources.enter_async_context(_running(Relay(db.url), "relay"))
+                await resources.enter_async_context(_running(relay_for(settings, db.url), "relay"))
                 retention = RetentionJob(
                     db,
                     keep=timedelta(days=settings.event_retention_days),

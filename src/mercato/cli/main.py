@@ -28,7 +28,7 @@ from mercato.core.database import Database, asyncpg_dsn
 from mercato.core.migrate import require_current_schema
 from mercato.core.observability import configure_logging
 from mercato.event_contracts import SCHEMA_DIR
-from mercato.events.relay import Relay
+from mercato.events.relay import relay_for
 from mercato.events.retention import RetentionJob, prune
 
 app = typer.Typer(help="Mercato: a commerce backend on PostgreSQL.", no_args_is_help=True)
@@ -97,7 +97,7 @@ def worker() -> None:
         retention = RetentionJob(db, keep=keep, interval=timedelta(hours=1))
         stop = asyncio.Event()
         try:
-            await asyncio.gather(Relay(url).run(stop), retention.run(stop))
+            await asyncio.gather(relay_for(settings, url).run(stop), retention.run(stop))
         finally:
             await db.close()
 

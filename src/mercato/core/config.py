@@ -34,7 +34,11 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(default=20, ge=1)
     db_statement_timeout_ms: int = Field(default=5_000, ge=100)
 
-    # Events. The relay runs inside `serve` unless a separate `mercato worker` runs it.
+    # Events. The relay runs inside `serve` unless a separate `mercato worker` runs it;
+    # with a broker URL it also publishes every event to RabbitMQ.
+    amqp_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AMQP_URL", "MERCATO_AMQP_URL")
+    )
     relay_in_process: bool = True
     event_retention_days: float = Field(default=7.0, gt=0)
 

@@ -19,8 +19,10 @@ from typing import Any, Protocol
 import asyncpg
 import structlog
 
+from mercato.core.config import Settings
 from mercato.core.database import Database, asyncpg_dsn
 from mercato.events import repository
+from mercato.events.rabbitmq import RabbitPublisher
 
 log = structlog.get_logger("mercato.relay")
 
@@ -121,3 +123,11 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     return stop.is_set()
+
+
+def relay_for(settings: Settings, database_url: str) -> Relay:
+    """The relay a process runs: publishing to RabbitMQ when `AMQP_URL` is set."""
+    publishers: list[Publisher] = []
+    if settings.amqp_url is not None:
+        publishers.append(RabbitPublisher(settings.amqp_url.get_secret_value()))
+    return Relay(database_url, publishers=publishers)
