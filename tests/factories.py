@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from typing import Any
 
 import httpx
+
+from mercato.core.database import Database
+from mercato.events import EventDraft, record_events
 
 _counter = itertools.count(1)
 
@@ -55,3 +59,19 @@ async def create_product(
 
 def if_match(version: int) -> dict[str, str]:
     return {"If-Match": f'"{version}"'}
+
+
+async def record_product_events(db: Database, count: int, *, payload_bytes: int = 0) -> None:
+    """Commit `count` product events in one transaction (each for a new product id)."""
+    drafts = [
+        EventDraft(
+            type="product.updated",
+            aggregate_type="product",
+            aggregate_id=str(uuid.uuid4()),
+            aggregate_version=1,
+            payload={"n": n, "blob": "x" * payload_bytes},
+        )
+        for n in range(count)
+    ]
+    async with db.transaction() as conn:
+        await record_events(conn, drafts)

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
@@ -15,9 +14,9 @@ import orjson
 import pytest
 
 from mercato.core.database import Database
-from mercato.events import EventDraft, record_events
 from mercato.events.rabbitmq import RabbitPublisher
 from mercato.events.relay import Relay
+from tests.factories import record_product_events
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -37,28 +36,6 @@ def amqp_url() -> str:
             pytest.fail("RabbitMQ must run under CI (see .ci/run)")
         pytest.skip("RabbitMQ is not running on 127.0.0.1:5672")
     return AMQP_URL
-
-
-@pytest.fixture
-async def db(fresh_db_url: str) -> AsyncIterator[Database]:
-    database = await Database.connect(fresh_db_url, min_size=1, max_size=4)
-    yield database
-    await database.close()
-
-
-async def _write(db: Database, count: int) -> None:
-    drafts = [
-        EventDraft(
-            type="product.updated",
-            aggregate_type="product",
-            aggregate_id=str(uuid.uuid4()),
-            aggregate_version=1,
-            payload={"n": n},
-        )
-        for n in range(count)
-    ]
-    async with db.transaction() as conn:
-        await record_events(conn, drafts)
 
 
 async def _queue(
@@ -99,15 +76,15 @@ async def _run_relay(relay: Relay, stop: asyncio.Event) -> asyncio.Task[None]:
     return asyncio.create_task(relay.run(stop))
 
 
-async def test_events_are_published_in_position_order(db: Database, amqp_url: str) -> None:
+async def test_events_are_published_in_position_order(pooled_db: Database, amqp_url: str) -> None:
     exchange = f"mercato.test.{uuid.uuid4().hex[:8]}"
     connection, queue = await _queue(amqp_url, exchange)
     publisher = RabbitPublisher(amqp_url, exchange=exchange)
     stop = asyncio.Event()
-    task = await _run_relay(Relay(db.url, publishers=[publisher], idle_interval=0.005), stop)
+    task = await _run_relay(Relay(pooled_db.url, publishers=[publisher], idle_interval=0.005), stop)
     try:
         for _ in range(5):
-            await _write(db, 20)
+            await record_product_events(pooled_db, 20)
         events = await _drain(queue, 100)
     finally:
         stop.set()
@@ -124,24 +101,24 @@ def _rabbitmqctl(*args: str) -> None:
 
 @pytest.mark.slow
 async def test_a_broker_outage_holds_events_and_delivers_them_in_order_after(
-    db: Database, amqp_url: str
+    pooled_db: Database, amqp_url: str
 ) -> None:
     exchange = f"mercato.test.{uuid.uuid4().hex[:8]}"
     connection, queue = await _queue(amqp_url, exchange)
     await connection.close()
     publisher = RabbitPublisher(amqp_url, exchange=exchange, timeout=3)
     stop = asyncio.Event()
-    relay = Relay(db.url, publishers=[publisher], idle_interval=0.005, standby_interval=0.5)
+    relay = Relay(pooled_db.url, publishers=[publisher], idle_interval=0.005, standby_interval=0.5)
     task = await _run_relay(relay, stop)
     try:
-        await _write(db, 10)
+        await record_product_events(pooled_db, 10)
         await asyncio.sleep(1)
         await asyncio.to_thread(_rabbitmqctl, "stop_app")
         try:
             for _ in range(4):  # writes go on while the broker is down
-                await _write(db, 10)
+                await record_product_events(pooled_db, 10)
                 await asyncio.sleep(0.3)
-            published = await db.reader.fetchval(
+            published = await pooled_db.reader.fetchval(
                 "SELECT published_position FROM events.relay_state"
             )
             assert published < 50, "events cannot have been published to a stopped broker"

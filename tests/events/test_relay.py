@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -34,15 +34,8 @@ class Recorder:
         self.events.extend(events)
 
 
-@pytest.fixture
-async def db(fresh_db_url: str) -> AsyncIterator[Database]:
-    database = await Database.connect(fresh_db_url, min_size=2, max_size=24)
-    yield database
-    await database.close()
-
-
-async def _products(db: Database, count: int) -> list[Any]:
-    async with db.transaction() as conn:
+async def _products(pooled_db: Database, count: int) -> list[Any]:
+    async with pooled_db.transaction() as conn:
         return [
             (
                 await service.create_product(
@@ -53,16 +46,16 @@ async def _products(db: Database, count: int) -> list[Any]:
         ]
 
 
-async def _log(db: Database) -> list[asyncpg.Record]:
-    return await db.reader.fetch(
+async def _log(pooled_db: Database) -> list[asyncpg.Record]:
+    return await pooled_db.reader.fetch(
         "SELECT position, event_id, type, aggregate_type, aggregate_id, aggregate_version "
         "FROM events.event_log ORDER BY position"
     )
 
 
-async def _drain(db: Database, relay_task: asyncio.Task[None], stop: asyncio.Event) -> None:
+async def _drain(pooled_db: Database, relay_task: asyncio.Task[None], stop: asyncio.Event) -> None:
     for _ in range(500):
-        if await db.reader.fetchval("SELECT count(*) FROM events.outbox") == 0:
+        if await pooled_db.reader.fetchval("SELECT count(*) FROM events.outbox") == 0:
             break
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.1)
@@ -82,13 +75,13 @@ def _assert_well_ordered(log: list[asyncpg.Record]) -> None:
 
 @pytest.mark.parametrize("seed", [7, 11, 13])
 async def test_concurrent_writers_with_late_commits_are_logged_in_order_exactly_once(
-    db: Database, seed: int
+    pooled_db: Database, seed: int
 ) -> None:
-    products = await _products(db, 5)
+    products = await _products(pooled_db, 5)
     committed: set[tuple[str, int]] = {(str(p), 1) for p in products}
     recorder = Recorder()
     stop = asyncio.Event()
-    relay = Relay(db.url, publishers=[recorder], batch_size=7, idle_interval=0.001)
+    relay = Relay(pooled_db.url, publishers=[recorder], batch_size=7, idle_interval=0.001)
     relay_task = asyncio.create_task(relay.run(stop))
     rng = random.Random(seed)
 
@@ -99,7 +92,7 @@ async def test_concurrent_writers_with_late_commits_are_logged_in_order_exactly_
             delay = local.choice([0, 0, 0.005, 0.02, 0.2])  # some transactions commit late
             roll_back = local.random() < 0.2
             try:
-                async with db.transaction() as conn:
+                async with pooled_db.transaction() as conn:
                     row = await service.update_product(
                         conn,
                         product_id,
@@ -114,9 +107,9 @@ async def test_concurrent_writers_with_late_commits_are_logged_in_order_exactly_
             committed.add((str(product_id), row["version"]))
 
     await asyncio.gather(*(writer(rng.randrange(10**9)) for _ in range(16)))
-    await _drain(db, relay_task, stop)
+    await _drain(pooled_db, relay_task, stop)
 
-    log = await _log(db)
+    log = await _log(pooled_db)
     _assert_well_ordered(log)
     product_events = {
         (row["aggregate_id"], row["aggregate_version"])
@@ -127,12 +120,12 @@ async def test_concurrent_writers_with_late_commits_are_logged_in_order_exactly_
     assert [e["position"] for e in recorder.events] == [row["position"] for row in log]
 
 
-async def test_a_failed_publish_is_retried_and_nothing_is_lost(db: Database) -> None:
-    await _products(db, 3)
+async def test_a_failed_publish_is_retried_and_nothing_is_lost(pooled_db: Database) -> None:
+    await _products(pooled_db, 3)
     recorder = Recorder()
     recorder.fail = True
-    relay = Relay(db.url, publishers=[recorder], idle_interval=0.001)
-    conn = await asyncpg.connect(db.url)
+    relay = Relay(pooled_db.url, publishers=[recorder], idle_interval=0.001)
+    conn = await asyncpg.connect(pooled_db.url)
     try:
         await Database.init_connection(conn)
         with pytest.raises(ConnectionError):
@@ -143,11 +136,11 @@ async def test_a_failed_publish_is_retried_and_nothing_is_lost(db: Database) -> 
     finally:
         await conn.close()
     assert [e["position"] for e in recorder.events] == [1, 2, 3]
-    assert await db.reader.fetchval("SELECT published_position FROM events.relay_state") == 3
+    assert await pooled_db.reader.fetchval("SELECT published_position FROM events.relay_state") == 3
 
 
-async def test_only_one_relay_is_active_and_a_standby_takes_over(db: Database) -> None:
-    first, second = (Relay(db.url, standby_interval=0.05) for _ in range(2))
+async def test_only_one_relay_is_active_and_a_standby_takes_over(pooled_db: Database) -> None:
+    first, second = (Relay(pooled_db.url, standby_interval=0.05) for _ in range(2))
     stop_first, stop_second = asyncio.Event(), asyncio.Event()
     first_task = asyncio.create_task(first.run(stop_first))
     await asyncio.wait_for(first.active.wait(), 5)
@@ -158,14 +151,14 @@ async def test_only_one_relay_is_active_and_a_standby_takes_over(db: Database) -
     stop_first.set()
     await first_task
     await asyncio.wait_for(second.active.wait(), 5)
-    await _products(db, 4)
-    await _drain(db, second_task, stop_second)
-    _assert_well_ordered(await _log(db))
+    await _products(pooled_db, 4)
+    await _drain(pooled_db, second_task, stop_second)
+    _assert_well_ordered(await _log(pooled_db))
 
 
 @pytest.mark.slow
 async def test_killing_the_relay_process_loses_and_duplicates_nothing(
-    db: Database, fresh_db_url: str
+    pooled_db: Database, fresh_db_url: str
 ) -> None:
     env = {**os.environ, "DATABASE_URL": fresh_db_url, "MERCATO_LOG_LEVEL": "WARNING"}
 
@@ -174,13 +167,13 @@ async def test_killing_the_relay_process_loses_and_duplicates_nothing(
             [sys.executable, "-m", "mercato", "worker"], env=env, stdout=subprocess.DEVNULL
         )
 
-    products = await _products(db, 3)
+    products = await _products(pooled_db, 3)
     written = 3
     worker = start_worker()
     try:
         for round_ in range(2):
             for n in range(40):
-                async with db.transaction() as conn:
+                async with pooled_db.transaction() as conn:
                     await service.update_product(
                         conn,
                         products[n % 3],
@@ -191,19 +184,27 @@ async def test_killing_the_relay_process_loses_and_duplicates_nothing(
                 await asyncio.sleep(0.005)
             if round_ == 0:
                 for _ in range(200):  # make sure the kill lands mid-stream, after some moves
-                    if await db.reader.fetchval("SELECT last_position FROM events.relay_state") > 0:
+                    if (
+                        await pooled_db.reader.fetchval(
+                            "SELECT last_position FROM events.relay_state"
+                        )
+                        > 0
+                    ):
                         break
                     await asyncio.sleep(0.05)
                 worker.send_signal(signal.SIGKILL)
                 worker.wait(timeout=10)
                 worker = start_worker()
         for _ in range(300):
-            if await db.reader.fetchval("SELECT last_position FROM events.relay_state") == written:
+            if (
+                await pooled_db.reader.fetchval("SELECT last_position FROM events.relay_state")
+                == written
+            ):
                 break
             await asyncio.sleep(0.05)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=10)
-    log = await _log(db)
+    log = await _log(pooled_db)
     assert len(log) == written
     _assert_well_ordered(log)
