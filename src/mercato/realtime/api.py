@@ -7,12 +7,15 @@ from collections import Counter
 from collections.abc import Callable
 
 from fastapi import FastAPI, WebSocket
+from starlette.responses import StreamingResponse
 
-from mercato.core.access import PUBLIC, add_websocket_route
+from mercato.core.access import PUBLIC, add_route, add_websocket_route
 from mercato.core.config import Settings
+from mercato.core.errors import ErrorResponse
 from mercato.realtime import protocol
 from mercato.realtime.hub import StreamHub
 from mercato.realtime.session import StreamSession
+from mercato.realtime.sse import sse_stream
 
 
 class ConnectionLimits:
@@ -77,3 +80,19 @@ async def stream(websocket: WebSocket) -> None:
 
 def register_routes(app: FastAPI, *, prefix: str) -> None:
     add_websocket_route(app, f"{prefix}/stream", stream, access=PUBLIC)
+    add_route(
+        app,
+        f"{prefix}/stream/sse",
+        sse_stream,
+        method="GET",
+        access=PUBLIC,
+        tags=["streams"],
+        summary="The change stream as Server-Sent Events (resume with Last-Event-ID)",
+        response_class=StreamingResponse,
+        responses={
+            200: {"content": {"text/event-stream": {}}},
+            409: {"model": ErrorResponse},
+            422: {"model": ErrorResponse},
+            429: {"model": ErrorResponse},
+        },
+    )
