@@ -8,9 +8,10 @@ import os
 import signal
 import sys
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 import typer
@@ -28,6 +29,7 @@ from mercato.core.database import Database, asyncpg_dsn
 from mercato.core.migrate import require_current_schema
 from mercato.core.observability import configure_logging
 from mercato.event_contracts import SCHEMA_DIR
+from mercato.events import repository as events_repository
 from mercato.events.relay import relay_for
 from mercato.events.retention import RetentionJob, prune
 
@@ -36,6 +38,8 @@ db_app = typer.Typer(help="Database facts and maintenance.", no_args_is_help=Tru
 app.add_typer(db_app, name="db")
 events_app = typer.Typer(help="The event log.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
+dlq_app = typer.Typer(help="Dead letters of consumer groups.", no_args_is_help=True)
+events_app.add_typer(dlq_app, name="dlq")
 schema_app = typer.Typer(help="Data contracts: event schemas.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 console = Console()
@@ -125,6 +129,69 @@ def events_prune(
     with database_url(settings) as url:
         deleted = asyncio.run(run(url))
     console.print(f"pruned {deleted} events")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer group.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+) -> None:
+    """Events that consumers gave up on after their retries."""
+
+    async def run(url: str) -> list[Any]:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            return await events_repository.dead_letters(conn, consumer, limit=limit)
+        finally:
+            await conn.close()
+
+    with database_url(Settings()) as url:
+        rows = asyncio.run(run(url))
+    table = Table("consumer", "position", "type", "event id", "attempts", "error", "state")
+    for row in rows:
+        state = (
+            "replayed"
+            if row["replayed_at"]
+            else "replay requested"
+            if row["replay_requested_at"]
+            else "dead"
+        )
+        table.add_row(
+            row["consumer"],
+            str(row["position"]),
+            row["type"],
+            str(row["event_id"]),
+            str(row["attempts"]),
+            row["error"][:60],
+            state,
+        )
+    console.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    consumer: Annotated[str, typer.Argument(help="The consumer group.")],
+    event_id: Annotated[
+        str | None, typer.Argument(help="One event; all of the group's if omitted.")
+    ] = None,
+) -> None:
+    """Deliver dead-lettered events to their consumer again (on its next pass)."""
+    try:
+        wanted = uuid.UUID(event_id) if event_id else None
+    except ValueError:
+        console.print("[red]not an event id[/red]")
+        raise typer.Exit(2) from None
+
+    async def run(url: str) -> int:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            return await events_repository.request_replay(conn, consumer, wanted)
+        finally:
+            await conn.close()
+
+    with database_url(Settings()) as url:
+        count = asyncio.run(run(url))
+    console.print(f"replay requested for {count} dead letters")
 
 
 @schema_app.command("events")

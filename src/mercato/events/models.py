@@ -6,6 +6,8 @@
   consumers and resumes all read from here.
 - `relay_state`: one row: the last position assigned and the last one published.
 - `inbox`: (consumer, event id) pairs already processed, for idempotent consumers.
+- `consumer_offsets`: how far each consumer group has read the log.
+- `dead_letters`: events a consumer gave up on after its retries, until replayed.
 """
 
 from __future__ import annotations
@@ -106,4 +108,31 @@ inbox = Table(
         nullable=False,
         server_default=func.clock_timestamp(),
     ),
+)
+
+
+consumer_offsets = Table(
+    "consumer_offsets",
+    metadata,
+    Column("consumer", Text, primary_key=True),
+    Column("position", BigInteger, nullable=False, server_default=text("0")),
+    Column(
+        "updated_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    ),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("consumer", Text, primary_key=True),
+    Column("event_id", UUID(as_uuid=True), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=False),
+    Column(
+        "failed_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    ),
+    Column("replay_requested_at", DateTime(timezone=True), nullable=True),
+    Column("replayed_at", DateTime(timezone=True), nullable=True),
 )

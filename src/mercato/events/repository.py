@@ -119,12 +119,12 @@ async def oldest_position(db: Executor) -> int | None:
     return position
 
 
-async def claim_for_consumer(db: Executor, consumer: str, event_id: uuid.UUID) -> bool:
+async def claim_for_consumer(db: Executor, consumer: str, event_id: Any) -> bool:
     """Record that `consumer` handles this event; False if it already has (a redelivery)."""
     status = await db.execute(
         "INSERT INTO events.inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         consumer,
-        event_id,
+        uuid.UUID(str(event_id)),
     )
     return status.endswith(" 1")
 
@@ -156,6 +156,86 @@ async def prune_inbox(db: Executor, *, before: datetime, limit: int) -> int:
         limit,
     )
     return int(status.split()[-1])
+
+
+async def consumer_offset(db: Executor, consumer: str) -> int:
+    position: int | None = await db.fetchval(
+        "SELECT position FROM events.consumer_offsets WHERE consumer = $1", consumer
+    )
+    return position or 0
+
+
+async def set_consumer_offset(db: Executor, consumer: str, position: int) -> None:
+    await db.execute(
+        "INSERT INTO events.consumer_offsets (consumer, position) VALUES ($1, $2) "
+        "ON CONFLICT (consumer) DO UPDATE SET position = greatest(events.consumer_offsets.position, "
+        "excluded.position), updated_at = clock_timestamp()",
+        consumer,
+        position,
+    )
+
+
+async def dead_letter(
+    db: Executor, consumer: str, event: dict[str, Any], *, attempts: int, error: str
+) -> None:
+    await db.execute(
+        "INSERT INTO events.dead_letters (consumer, event_id, position, type, attempts, error) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (consumer, event_id) DO UPDATE SET "
+        "attempts = events.dead_letters.attempts + excluded.attempts, error = excluded.error, "
+        "failed_at = clock_timestamp(), replay_requested_at = NULL, replayed_at = NULL",
+        consumer,
+        uuid.UUID(event["event_id"]),
+        event["position"],
+        event["type"],
+        attempts,
+        error,
+    )
+
+
+async def dead_letters(db: Executor, consumer: str | None, *, limit: int) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT consumer, event_id, position, type, attempts, error, failed_at, "
+        "replay_requested_at, replayed_at FROM events.dead_letters "
+        "WHERE ($1::text IS NULL OR consumer = $1) ORDER BY consumer, position LIMIT $2",
+        consumer,
+        limit,
+    )
+
+
+async def request_replay(db: Executor, consumer: str, event_id: uuid.UUID | None) -> int:
+    """Ask for one dead letter (or all of a consumer's, not yet replayed) to be delivered again."""
+    status = await db.execute(
+        "UPDATE events.dead_letters SET replay_requested_at = clock_timestamp() "
+        "WHERE consumer = $1 AND ($2::uuid IS NULL OR event_id = $2) AND replayed_at IS NULL",
+        consumer,
+        event_id,
+    )
+    return int(status.split()[-1])
+
+
+async def replays_requested(db: Executor, consumer: str) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT event_id FROM events.dead_letters WHERE consumer = $1 "
+        "AND replay_requested_at IS NOT NULL AND replayed_at IS NULL ORDER BY position",
+        consumer,
+    )
+
+
+async def mark_replayed(db: Executor, consumer: str, event_id: Any) -> None:
+    await db.execute(
+        "UPDATE events.dead_letters SET replayed_at = clock_timestamp() "
+        "WHERE consumer = $1 AND event_id = $2",
+        consumer,
+        uuid.UUID(str(event_id)),
+    )
+
+
+async def logged_event(db: Executor, event_id: Any) -> dict[str, Any] | None:
+    row = await db.fetchrow(
+        f"SELECT position, {EVENT_COLUMNS} FROM events.event_log WHERE event_id = $1",
+        uuid.UUID(str(event_id)),
+    )
+    return event_json(row) if row is not None else None
 
 
 def event_json(row: asyncpg.Record) -> dict[str, Any]:
