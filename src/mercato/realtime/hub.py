@@ -16,6 +16,7 @@ from collections import deque
 from typing import Any
 
 import asyncpg
+import orjson
 import structlog
 
 from mercato.core.database import Database, Executor, asyncpg_dsn
@@ -30,6 +31,7 @@ class StreamHub:
     ) -> None:
         self._db = db
         self._recent: deque[dict[str, Any]] = deque(maxlen=window)
+        self._encoded: dict[int, str] = {}  # position → JSON of the events in the window
         self._poll_interval = poll_interval
         self._batch = batch
         self._wake = asyncio.Event()
@@ -88,8 +90,21 @@ class StreamHub:
                 return
             self._recent.extend(events)
             self.head = events[-1]["position"]
+            oldest = self._recent[0]["position"]
+            for position in [p for p in self._encoded if p < oldest]:
+                del self._encoded[position]
             async with self._advanced:
                 self._advanced.notify_all()
+
+    def encoded(self, event: dict[str, Any]) -> str:
+        """The event as JSON text, encoded once for every session of this instance."""
+        position: int = event["position"]
+        text = self._encoded.get(position)
+        if text is None:
+            text = orjson.dumps(event).decode()
+            if self._recent and position >= self._recent[0]["position"]:
+                self._encoded[position] = text
+        return text
 
     async def events_after(self, position: int, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` events after `position`, from memory when it still holds them."""

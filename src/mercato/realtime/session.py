@@ -49,7 +49,8 @@ class StreamSession:
         self._authenticate = authenticate
         self._heartbeat_interval = heartbeat_interval
         self._stall_seconds = stall_seconds
-        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=buffer_messages)
+        # (frame text, event position or 0): frames are encoded once, before queueing.
+        self._outbox: asyncio.Queue[tuple[str, int]] = asyncio.Queue(maxsize=buffer_messages)
         self.topics: set[str] = set()
         self.cursor: int | None = None  # last log position examined for this client
         self.sent_position = 0  # last event position handed to the socket
@@ -83,11 +84,17 @@ class StreamSession:
             await asyncio.wait_for(self._ws.close(code=code, reason=reason), CLOSE_TIMEOUT)
 
     async def _enqueue(self, message: dict[str, Any]) -> None:
-        """Queue a message; a client whose buffer stays full for `stall_seconds` is slow."""
+        await self._enqueue_frame(orjson.dumps(message).decode(), 0)
+
+    async def _enqueue_frame(self, frame: str, position: int) -> None:
+        """Queue a frame; a client whose buffer stays full for `stall_seconds` is slow."""
         try:
-            await asyncio.wait_for(self._outbox.put(message), self._stall_seconds)
-        except TimeoutError:
-            raise SlowConsumer() from None
+            self._outbox.put_nowait((frame, position))  # the usual case: no timer needed
+        except asyncio.QueueFull:
+            try:
+                await asyncio.wait_for(self._outbox.put((frame, position)), self._stall_seconds)
+            except TimeoutError:
+                raise SlowConsumer() from None
 
     async def _error(self, code: str, message: str) -> None:
         await self._enqueue({"type": "error", "code": code, "message": message})
@@ -171,19 +178,22 @@ class StreamSession:
             for event in events:
                 topic = matching_topic(event, self.topics)
                 if topic is not None:
-                    await self._enqueue(
-                        {
-                            "type": "event",
-                            "position": event["position"],
-                            "topic": topic,
-                            "event": visible_to(event, principal=self.principal),
-                        }
+                    shown = visible_to(event, principal=self.principal)
+                    # The event's JSON is encoded once per instance (by the hub), not once
+                    # per subscriber; only the small envelope is formatted here.
+                    body = (
+                        self._hub.encoded(shown) if shown is event else orjson.dumps(shown).decode()
                     )
+                    frame = (
+                        f'{{"type":"event","position":{event["position"]},'
+                        f'"topic":{orjson.dumps(topic).decode()},"event":{body}}}'
+                    )
+                    await self._enqueue_frame(frame, event["position"])
                 self.cursor = event["position"]
 
     async def _write(self) -> None:
         while True:
-            message = await self._outbox.get()
-            await self._ws.send_text(orjson.dumps(message).decode())
-            if message["type"] == "event":
-                self.sent_position = message["position"]
+            frame, position = await self._outbox.get()
+            await self._ws.send_text(frame)
+            if position:
+                self.sent_position = position
