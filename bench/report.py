@@ -238,7 +238,9 @@ class RunInfo:
     notes: list[str] = field(default_factory=list)
 
 
-def markdown(info: RunInfo, results: dict[int, dict[str, Cell]]) -> str:
+def markdown(
+    info: RunInfo, results: dict[int, dict[str, Cell]], extra: list[str] | None = None
+) -> str:
     facts = " · ".join(f"{k} {v}" for k, v in info.machine.items())
     vers = " · ".join(f"{k} {v}" for k, v in info.versions.items())
     duration = (info.finished - info.started).total_seconds()
@@ -289,6 +291,8 @@ def markdown(info: RunInfo, results: dict[int, dict[str, Cell]]) -> str:
         "",
         *page50_notes(info.page_costs),
     ]
+    if extra:
+        parts += ["", *extra]
     if info.notes:
         parts += ["", "## Notes", "", *(f"- {note}" for note in info.notes)]
     return "\n".join(parts) + "\n"
@@ -297,11 +301,35 @@ def markdown(info: RunInfo, results: dict[int, dict[str, Cell]]) -> str:
 KEEP_MARKER = "<!-- Everything below this line is hand-written and kept by bench/run.py. -->"
 
 
-def write_markdown(path: Path, info: RunInfo, results: dict[int, dict[str, Cell]]) -> None:
+def write_markdown(
+    path: Path, info: RunInfo, results: dict[int, dict[str, Cell]], extra: list[str] | None = None
+) -> None:
     """Write the report, keeping the hand-written analysis after KEEP_MARKER if present."""
     kept = ""
     if path.exists():
         _, marker, tail = path.read_text().partition(KEEP_MARKER)
         kept = marker + tail if marker else ""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(info, results) + ("\n" + kept if kept else ""))
+    path.write_text(markdown(info, results, extra) + ("\n" + kept if kept else ""))
+
+
+def splice_section(path: Path, section: list[str]) -> None:
+    """Replace the generated section titled like `section[0]` (or add it before the notes
+    and the hand-written part), leaving the rest of the report as it is."""
+    heading = section[0]
+    generated, marker, kept = path.read_text().partition(KEEP_MARKER)
+    lines = generated.rstrip("\n").split("\n")
+    if heading in lines:
+        start = lines.index(heading)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        while end > start and lines[end - 1] == "":
+            end -= 1
+        lines[start:end] = section
+    else:
+        at = lines.index("## Notes") if "## Notes" in lines else len(lines)
+        while at > 0 and lines[at - 1] == "":
+            at -= 1
+        lines[at:at] = ["", *section]
+    path.write_text("\n".join(lines) + "\n" + ("\n" + marker + kept if marker else ""))

@@ -1,13 +1,16 @@
-"""`make bench`: W1 to W3 against the app and the reference server, in one bounded run.
+"""`make bench`: W1 to W3 against the app and the reference server, then S1, in one run.
 
 Prepares the `mercato_bench` database (migrate, seed 100k products), starts the app in
 production mode and the reference server side by side (1 and 2 workers), measures peak
 throughput with wrk and latency at 70% of the app's peak with an open-loop generator, then
-prints the table and writes docs/benchmarks.md. Every server it starts is stopped on exit.
+prints the table and writes docs/benchmarks.md. Then S1 (bench/stream.py): WebSocket
+subscribers, events committed at a fixed rate, and the relay's events/s. Every server it
+starts is stopped on exit.
 
     .venv/bin/python bench/run.py                          # full: 20 s runs, ~8.5 min
     .venv/bin/python bench/run.py --duration 7 --repeats 3 # min/median/max, ~9 min
     .venv/bin/python bench/run.py --quick                  # 5 s runs, ~2.5 min
+    .venv/bin/python bench/run.py --only-s1                # S1 alone, ~1 min
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from types import FrameType
 import dataset
 import loadgen
 import report
+import stream
 from report import WORKLOADS, Cell, Workload
 from servers import Server, launch_server, stop_server, wait_ready
 
@@ -39,6 +43,7 @@ APP_PORT, REF_PORT = 8101, 8102
 PRODUCTS, CATEGORIES = 100_000, 200
 SETUP_ESTIMATE_S = 30.0  # migrate, idempotent seed, id export
 START_ESTIMATE_S = 6.0  # both servers, then the page-50 cursor walk
+S1_ESTIMATE_S = 60.0  # two subscriber counts at 10 s each, connects, drain, relay
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -58,7 +63,7 @@ class Plan:
         wrk = len(WORKLOADS) * 2 * (self.warmup + 0.3 + runs * (self.seconds + 0.3))
         loops = sum(w.open_loop for w in WORKLOADS) * (2 if self.reference_open_loop else 1)
         per_workers = START_ESTIMATE_S + wrk + loops * (self.open_loop_seconds + 1.0)
-        return SETUP_ESTIMATE_S + len(self.workers) * per_workers
+        return SETUP_ESTIMATE_S + len(self.workers) * per_workers + S1_ESTIMATE_S
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -92,6 +97,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-seed", action="store_true", help="Do not run `mercato seed`.")
     parser.add_argument("--no-pin", action="store_true", help="Do not pin with taskset.")
     parser.add_argument("--note", action="append", default=[], help="A note for the report.")
+    parser.add_argument("--only-s1", action="store_true", help="Only S1; splice it in.")
+    parser.add_argument("--s1-rate", type=float, default=50.0, help="S1 events/s (50).")
+    parser.add_argument("--s1-seconds", type=float, default=10.0, help="S1 send seconds (10).")
+    parser.add_argument(
+        "--s1-subscribers", type=int, nargs="+", default=[100, 1_000], help="S1 counts."
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     return parser.parse_args()
 
@@ -145,6 +156,20 @@ class Bench:
         for server in self.servers[-2:]:
             wait_ready(server)
         return self.servers[-2], self.servers[-1]
+
+    def stream(self, args: argparse.Namespace) -> stream.S1Run:
+        print("\n== S1 stream latency")
+        return stream.run_s1(
+            database_url=self.database_url,
+            env=self.app_env,
+            cwd=ROOT,
+            log=RESULTS / "stream-app.stderr.log",
+            servers=self.servers,
+            subscribers=args.s1_subscribers,
+            rate=args.s1_rate,
+            seconds=args.s1_seconds,
+            pin=self.plan.pin,
+        )
 
     def stop_all(self) -> None:
         while self.servers:
@@ -214,13 +239,35 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def only_s1(args: argparse.Namespace, bench: Bench) -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_interrupt)
+    try:
+        s1 = bench.stream(args)
+    finally:
+        handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+        bench.stop_all()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    print()
+    print(report.console(stream.S1_HEADER, stream.s1_rows(s1)))
+    section = stream.s1_section(s1, report.table)
+    when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {report.load_average()}"
+    section[1:1] = ["", f"Measured {when} (`--only-s1`; the tables above are from their own run)."]
+    if args.output.exists():
+        report.splice_section(args.output, section)
+    print(f"\nwrote the S1 section of {args.output}")
+
+
 def main() -> None:
     args = parse_args()
     plan = make_plan(args)
     started = datetime.now(UTC)
     load_before = report.load_average()
     print(
-        f"mode {plan.mode}: {plan.repeats} x {plan.seconds:.0f} s per server and workload, "
+        "mode S1 only"
+        if args.only_s1
+        else f"mode {plan.mode}: {plan.repeats} x {plan.seconds:.0f} s per server and workload, "
         f"workers {plan.workers}, estimated {plan.estimate() / 60:.1f} min"
     )
     RESULTS.mkdir(exist_ok=True)
@@ -228,8 +275,16 @@ def main() -> None:
     loadgen.ensure_wrk()
     admin_url, url, name = dataset.database_urls(os.environ.get("BENCH_DATABASE_URL"))
     dataset.prepare_database(
-        admin_url, url, name, products=PRODUCTS, categories=CATEGORIES, seed=not args.skip_seed
+        admin_url,
+        url,
+        name,
+        products=PRODUCTS,
+        categories=CATEGORIES,
+        seed=not (args.skip_seed or args.only_s1),
     )
+    if args.only_s1:
+        only_s1(args, Bench(plan, url))
+        return
     data = dataset.export_data(url, RESULTS)
     dataset.write_open_loop_paths(RESULTS)
     bench = Bench(plan, url)
@@ -241,6 +296,7 @@ def main() -> None:
     try:
         for workers in plan.workers:
             results[workers] = bench.measure(workers)
+        s1 = bench.stream(args)
     finally:
         # A second Ctrl-C must not cut the clean-up short.
         handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
@@ -277,7 +333,9 @@ def main() -> None:
     print()
     print(report.console(report.LATENCY_HEADER, report.latency_rows(results)))
     print("\n".join(["", *report.page50_notes(bench.page_costs)]))
-    report.write_markdown(args.output, info, results)
+    print()
+    print(report.console(stream.S1_HEADER, stream.s1_rows(s1)))
+    report.write_markdown(args.output, info, results, stream.s1_section(s1, report.table))
     raw = {
         str(w): {k: dataclasses.asdict(c) for k, c in cells.items()} for w, cells in results.items()
     }
