@@ -10,11 +10,14 @@ import uuid
 from typing import Any
 
 import aio_pika
+import asyncpg
 import orjson
 import pytest
 
 from mercato.core.database import Database
+from mercato.events.consumers import Consumer
 from mercato.events.rabbitmq import RabbitPublisher
+from mercato.events.rabbitmq_consumer import RabbitConsumerRunner
 from mercato.events.relay import Relay
 from tests.factories import record_product_events
 
@@ -133,3 +136,61 @@ async def test_a_broker_outage_holds_events_and_delivers_them_in_order_after(
         await queue.delete(if_unused=False, if_empty=False)
         await connection.close()
     assert [e["position"] for e in events] == list(range(1, 51))
+
+
+async def test_a_consumer_group_on_the_broker_retries_dead_letters_and_applies_once(
+    pooled_db: Database, amqp_url: str
+) -> None:
+    exchange = f"mercato.test.{uuid.uuid4().hex[:8]}"
+    await pooled_db.reader.execute(
+        "CREATE TABLE public.effects (event_id uuid PRIMARY KEY, position bigint)"
+    )
+
+    async def record(conn: asyncpg.Connection, event: dict[str, Any]) -> None:
+        if event["position"] == 3:
+            raise ValueError("poison")
+        await conn.execute(
+            "INSERT INTO public.effects VALUES ($1::uuid, $2)", event["event_id"], event["position"]
+        )
+
+    group = Consumer(f"test-{uuid.uuid4().hex[:8]}", record, max_attempts=3, backoff_seconds=0.01)
+    consumer = RabbitConsumerRunner(amqp_url, pooled_db, group, exchange=exchange)
+    publisher = RabbitPublisher(amqp_url, exchange=exchange)
+    stop = asyncio.Event()
+    consuming = asyncio.create_task(consumer.run(stop))
+    await asyncio.wait_for(consumer.ready.wait(), 20)
+    relaying = asyncio.create_task(
+        Relay(pooled_db.url, publishers=[publisher], idle_interval=0.005).run(stop)
+    )
+    try:
+        await record_product_events(pooled_db, 5)
+        for _ in range(200):
+            dead = await pooled_db.reader.fetchval("SELECT count(*) FROM events.dead_letters")
+            done = await pooled_db.reader.fetchval("SELECT count(*) FROM public.effects")
+            if dead == 1 and done == 4:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.gather(consuming, relaying)
+        await publisher.close()
+    positions = [
+        r["position"]
+        for r in await pooled_db.reader.fetch(
+            "SELECT position FROM public.effects ORDER BY position"
+        )
+    ]
+    assert positions == [1, 2, 4, 5]
+    dead_letter = await pooled_db.reader.fetchrow(
+        "SELECT position, attempts, error FROM events.dead_letters"
+    )
+    assert (dead_letter["position"], dead_letter["attempts"], dead_letter["error"]) == (
+        3,
+        3,
+        "ValueError: poison",
+    )
+    connection = await aio_pika.connect_robust(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for name in (consumer.queue_name, f"{consumer.queue_name}.dlq"):
+            await channel.queue_delete(name)

@@ -135,6 +135,24 @@ class ConsumerRunner:
             error=error,
         )
 
+    async def handle_event(self, event: dict[str, Any]) -> None:
+        """Inbox claim and handler in one transaction, no offset: for a broker-fed runner."""
+        async with self._db.transaction() as conn:
+            if await repository.claim_for_consumer(conn, self._consumer.name, event["event_id"]):
+                await self._consumer.handle(conn, event)
+
+    async def record_dead_letter(self, event: dict[str, Any], *, attempts: int, error: str) -> None:
+        async with self._db.transaction() as conn:
+            await repository.dead_letter(
+                conn, self._consumer.name, event, attempts=attempts, error=error[:2000]
+            )
+        log.error(
+            "consumer_dead_lettered",
+            consumer=self._consumer.name,
+            position=event["position"],
+            error=error,
+        )
+
     async def _attempt(self, event: dict[str, Any], *, replay: bool) -> bool:
         """One transaction: inbox claim, handler, offset (or replay mark); raises on failure."""
         name = self._consumer.name
