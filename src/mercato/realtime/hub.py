@@ -21,6 +21,8 @@ import structlog
 
 from mercato.core.database import Database, Executor, asyncpg_dsn
 from mercato.events import NOTIFY_CHANNEL, last_position, read_events
+from mercato.realtime.topics import topics_of
+from mercato.realtime.visibility import visible_to
 
 log = structlog.get_logger("mercato.realtime")
 
@@ -31,7 +33,10 @@ class StreamHub:
     ) -> None:
         self._db = db
         self._recent: deque[dict[str, Any]] = deque(maxlen=window)
-        self._encoded: dict[int, str] = {}  # position → JSON of the events in the window
+        # Per event in the window: its topics and its frames, built once for all sessions.
+        # Keys are inserted in position order, so the oldest are evicted from the front.
+        self._topics: dict[int, tuple[str, ...]] = {}
+        self._frames: dict[int, dict[tuple[str, bool], str]] = {}
         self._poll_interval = poll_interval
         self._batch = batch
         self._wake = asyncio.Event()
@@ -90,20 +95,37 @@ class StreamHub:
                 return
             self._recent.extend(events)
             self.head = events[-1]["position"]
+            for event in events:
+                self._topics[event["position"]] = topics_of(event)
+                self._frames[event["position"]] = {}
             oldest = self._recent[0]["position"]
-            for position in [p for p in self._encoded if p < oldest]:
-                del self._encoded[position]
+            while self._topics and next(iter(self._topics)) < oldest:
+                position = next(iter(self._topics))
+                del self._topics[position], self._frames[position]
             async with self._advanced:
                 self._advanced.notify_all()
 
-    def encoded(self, event: dict[str, Any]) -> str:
-        """The event as JSON text, encoded once for every session of this instance."""
-        position: int = event["position"]
-        text = self._encoded.get(position)
-        if text is None:
-            text = orjson.dumps(event).decode()
-            if self._recent and position >= self._recent[0]["position"]:
-                self._encoded[position] = text
+    def matching_topic(self, event: dict[str, Any], subscribed: set[str]) -> str | None:
+        """The most specific subscribed topic of the event (topics computed once per event)."""
+        topics = self._topics.get(event["position"]) or topics_of(event)
+        for topic in reversed(topics):
+            if topic in subscribed:
+                return topic
+        return None
+
+    def frame(self, event: dict[str, Any], topic: str, *, anonymous: bool) -> str:
+        """The event's WebSocket frame: built once per (topic, audience) for all sessions."""
+        frames = self._frames.get(event["position"])
+        key = (topic, anonymous)
+        if frames is not None and key in frames:
+            return frames[key]
+        shown = visible_to(event, principal=None if anonymous else "staff")
+        text = (
+            f'{{"type":"event","position":{event["position"]},'
+            f'"topic":{orjson.dumps(topic).decode()},"event":{orjson.dumps(shown).decode()}}}'
+        )
+        if frames is not None:
+            frames[key] = text
         return text
 
     async def events_after(self, position: int, limit: int) -> list[dict[str, Any]]:

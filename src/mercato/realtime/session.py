@@ -14,8 +14,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from mercato.events import oldest_retained_position
 from mercato.realtime import protocol
 from mercato.realtime.hub import StreamHub
-from mercato.realtime.topics import MAX_TOPICS, is_valid_topic, matching_topic
-from mercato.realtime.visibility import visible_to
+from mercato.realtime.topics import MAX_TOPICS, is_valid_topic
 
 log = structlog.get_logger("mercato.realtime")
 _messages: TypeAdapter[Any] = TypeAdapter(protocol.ClientMessage)
@@ -175,19 +174,11 @@ class StreamSession:
                         {"type": "heartbeat", "head": self._hub.head, "position": cursor}
                     )
                 continue
+            anonymous = self.principal is None
             for event in events:
-                topic = matching_topic(event, self.topics)
+                topic = self._hub.matching_topic(event, self.topics)
                 if topic is not None:
-                    shown = visible_to(event, principal=self.principal)
-                    # The event's JSON is encoded once per instance (by the hub), not once
-                    # per subscriber; only the small envelope is formatted here.
-                    body = (
-                        self._hub.encoded(shown) if shown is event else orjson.dumps(shown).decode()
-                    )
-                    frame = (
-                        f'{{"type":"event","position":{event["position"]},'
-                        f'"topic":{orjson.dumps(topic).decode()},"event":{body}}}'
-                    )
+                    frame = self._hub.frame(event, topic, anonymous=anonymous)
                     await self._enqueue_frame(frame, event["position"])
                 self.cursor = event["position"]
 
