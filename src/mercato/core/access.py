@@ -28,16 +28,19 @@ from mercato.core.routing import DirectRoute, Handler
 ACCESS_KEY = "x-access"
 
 
-def presented_admin_key(request: Request) -> bool:
-    header = request.headers.get("authorization")
-    if not header or not header.lower().startswith("bearer "):
-        return False
-    settings: Settings = request.app.state.settings
+def is_admin_key(settings: Settings, token: str) -> bool:
     expected = settings.admin_api_key
     if expected is None:
         return False
     # Constant-time comparison: the key must not leak one byte at a time through timing.
-    return hmac.compare_digest(header[7:].strip().encode(), expected.get_secret_value().encode())
+    return hmac.compare_digest(token.encode(), expected.get_secret_value().encode())
+
+
+def presented_admin_key(request: Request) -> bool:
+    header = request.headers.get("authorization")
+    if not header or not header.lower().startswith("bearer "):
+        return False
+    return is_admin_key(request.app.state.settings, header[7:].strip())
 
 
 # Dependencies are `async def`: FastAPI runs plain `def` dependencies in a thread pool.

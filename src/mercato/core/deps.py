@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from mercato.core.config import Settings
 from mercato.core.database import Database
 from mercato.core.pagination import CursorCodec
 
@@ -16,11 +15,6 @@ from mercato.core.pagination import CursorCodec
 def database(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
-
-
-def settings(request: Request) -> Settings:
-    value: Settings = request.app.state.settings
-    return value
 
 
 def cursor_codec(request: Request) -> CursorCodec:

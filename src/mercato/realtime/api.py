@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from collections import Counter
 from collections.abc import Callable
 
 from fastapi import FastAPI, WebSocket
 from starlette.responses import StreamingResponse
 
-from mercato.core.access import PUBLIC, add_route, add_websocket_route
+from mercato.core.access import PUBLIC, add_route, add_websocket_route, is_admin_key
 from mercato.core.config import Settings
 from mercato.core.errors import ErrorResponse
 from mercato.realtime import protocol
@@ -42,10 +41,7 @@ def _authenticator(settings: Settings) -> Callable[[str], str | None]:
     def authenticate(token: str) -> str | None:
         # Until identity lands, the only credential is the admin key. Catalog topics are
         # public; the credential will gate per-customer topics (orders:<id>).
-        expected = settings.admin_api_key
-        if expected and hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
-            return "admin"
-        return None
+        return "admin" if is_admin_key(settings, token) else None
 
     return authenticate
 

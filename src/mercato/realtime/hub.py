@@ -21,7 +21,7 @@ import structlog
 
 from mercato.core.database import Database, Executor, asyncpg_dsn
 from mercato.events import NOTIFY_CHANNEL, last_position, read_events
-from mercato.realtime.topics import topics_of
+from mercato.realtime.topics import matching_topic, topics_of
 from mercato.realtime.visibility import visible_to
 
 log = structlog.get_logger("mercato.realtime")
@@ -107,11 +107,7 @@ class StreamHub:
 
     def matching_topic(self, event: dict[str, Any], subscribed: set[str]) -> str | None:
         """The most specific subscribed topic of the event (topics computed once per event)."""
-        topics = self._topics.get(event["position"]) or topics_of(event)
-        for topic in reversed(topics):
-            if topic in subscribed:
-                return topic
-        return None
+        return matching_topic(self._topics.get(event["position"]) or topics_of(event), subscribed)
 
     def frame(self, event: dict[str, Any], topic: str, *, anonymous: bool) -> str:
         """The event's WebSocket frame: built once per (topic, audience) for all sessions."""

@@ -21,7 +21,7 @@ from mercato.core.access import presented_admin_key
 from mercato.core.errors import Conflict, ValidationFailed
 from mercato.events import oldest_retained_position
 from mercato.realtime.hub import StreamHub
-from mercato.realtime.topics import MAX_TOPICS, is_valid_topic, matching_topic
+from mercato.realtime.topics import MAX_TOPICS, is_valid_topic, matching_topic, topics_of
 from mercato.realtime.visibility import visible_to
 
 
@@ -84,7 +84,7 @@ async def sse_stream(request: Request, params: Annotated[SseQuery, Query()]) -> 
                         yield b": heartbeat %d\n\n" % cursor
                     continue
                 for event in batch:
-                    topic = matching_topic(event, topics)
+                    topic = matching_topic(topics_of(event), topics)
                     if topic is not None:
                         yield _format(visible_to(event, principal=principal), topic)
                     cursor = event["position"]

@@ -26,9 +26,9 @@ def topics_of(event: dict[str, Any]) -> tuple[str, ...]:
     return collection, f"{collection}:{event['aggregate_id']}"
 
 
-def matching_topic(event: dict[str, Any], subscribed: set[str]) -> str | None:
-    """The most specific subscribed topic this event belongs to, or None."""
-    for topic in reversed(topics_of(event)):
+def matching_topic(topics: tuple[str, ...], subscribed: set[str]) -> str | None:
+    """The most specific of an event's `topics` (from `topics_of`) subscribed to, or None."""
+    for topic in reversed(topics):
         if topic in subscribed:
             return topic
     return None
