@@ -54,6 +54,43 @@ class Settings(BaseSettings):
     # refuses to start without them (see `require_production_secrets`).
     admin_api_key: SecretStr | None = None
     secret_key: SecretStr | None = None
+    # Personal data at rest: AES-256-GCM data keys as "version:base64key,..." (the highest
+    # version encrypts, every listed version decrypts) and the key of the email blind index.
+    data_keys: SecretStr | None = None
+    blind_index_key: SecretStr | None = None
+
+    # Identity. Token lifetimes, password hashing cost (OWASP's argon2id baseline), and
+    # the links put in outgoing mail.
+    jwt_issuer: str = "mercato"
+    jwt_audience: str = "mercato-api"
+    access_token_seconds: int = Field(default=900, ge=30, le=3_600)
+    refresh_token_days: float = Field(default=30.0, gt=0)
+    verify_email_hours: float = Field(default=48.0, gt=0)
+    password_reset_minutes: float = Field(default=30.0, gt=0)
+    account_erase_after_days: float = Field(default=30.0, ge=0)
+    argon2_memory_kib: int = Field(default=19_456, ge=8)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    # Outgoing mail: SMTP when a host is set, otherwise written under `data_dir/mail`.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    mail_from: str = "Mercato <no-reply@mercato.local>"
+
+    # Rate limits (the `limits` notation, e.g. "100/minute"), shared through Redis when
+    # REDIS_URL is set, per process otherwise.
+    redis_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "MERCATO_REDIS_URL")
+    )
+    rate_limits_enabled: bool = True
+    rate_limit_anonymous: str = "300/minute"
+    rate_limit_authenticated: str = "1200/minute"
+    rate_limit_sensitive: str = "10/minute"
 
     # HTTP edge.
     cors_allow_origins: Annotated[list[str], NoDecode] = []
