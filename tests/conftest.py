@@ -2,17 +2,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
 from mercato.app import create_app
-from mercato.core.config import Environment, Settings
 from mercato.core.database import Database
+from mercato.identity import IdentityRuntime
 from tests.database import (
     SingleConnectionDatabase,
     clone_database,
@@ -21,22 +20,10 @@ from tests.database import (
     server_url,
     with_database,
 )
+from tests.factories import TestUser, make_user
+from tests.settings import make_settings
 
-ADMIN_KEY = "test-admin-key-" + "k" * 32
 TEMPLATE = f"mercato_template_{os.getpid()}"
-
-
-def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "environment": Environment.TEST,
-        "admin_api_key": ADMIN_KEY,
-        "secret_key": "test-secret-" + "s" * 32,
-        "access_log": False,
-        "log_json": True,
-        "data_dir": Path(".mercato/test"),
-    }
-    values.update(overrides)
-    return Settings(**values)
 
 
 @pytest.fixture(scope="session")
@@ -92,14 +79,37 @@ def db(conn: asyncpg.Connection) -> SingleConnectionDatabase:
 
 
 @pytest.fixture
-async def client(db: SingleConnectionDatabase) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(make_settings(), database=db)  # type: ignore[arg-type]
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
+async def app(db: SingleConnectionDatabase) -> AsyncIterator[FastAPI]:
+    """The app, started, on the test's rolled-back connection."""
+    application = create_app(make_settings(), database=db)  # type: ignore[arg-type]
+    async with LifespanManager(application):
+        yield application
 
 
 @pytest.fixture
-def admin() -> dict[str, str]:
-    return {"Authorization": f"Bearer {ADMIN_KEY}"}
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture
+def runtime(app: FastAPI) -> IdentityRuntime:
+    identity: IdentityRuntime = app.state.identity
+    return identity
+
+
+@pytest.fixture
+async def admin_user(conn: asyncpg.Connection, runtime: IdentityRuntime) -> TestUser:
+    return await make_user(conn, runtime, roles=("admin",))
+
+
+@pytest.fixture
+def admin(admin_user: TestUser) -> dict[str, str]:
+    """Bearer headers of an administrator."""
+    return admin_user.headers
+
+
+@pytest.fixture
+async def customer(conn: asyncpg.Connection, runtime: IdentityRuntime) -> TestUser:
+    return await make_user(conn, runtime)

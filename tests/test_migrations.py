@@ -17,7 +17,7 @@ from mercato.app import create_app
 from mercato.core.database import sqlalchemy_url
 from mercato.core.migrate import SchemaOutOfDate, alembic_config, downgrade, upgrade
 from mercato.migrations.registry import SCHEMAS, target_metadata
-from tests.conftest import make_settings
+from tests.settings import make_settings
 
 
 def test_there_is_one_linear_history() -> None:

@@ -16,15 +16,18 @@ from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse
+from starlette.types import Scope
 
 from mercato import __version__
 from mercato.catalog import api as catalog_api
 from mercato.core import health
 from mercato.core.access import PUBLIC, add_route
+from mercato.core.authentication import AuthenticationMiddleware
 from mercato.core.config import Environment, Settings
 from mercato.core.database import Database
 from mercato.core.embedded import EmbeddedPostgres
 from mercato.core.error_handlers import install_error_handlers
+from mercato.core.mail import mailer_from_settings
 from mercato.core.middleware import (
     BodyGuardMiddleware,
     RequestContextMiddleware,
@@ -33,9 +36,16 @@ from mercato.core.middleware import (
 from mercato.core.migrate import require_current_schema
 from mercato.core.observability import HttpMetrics, PoolCollector, configure_logging
 from mercato.core.pagination import CursorCodec
+from mercato.core.ratelimit import FailureThrottle, RateLimiter, RateLimitMiddleware
+from mercato.core.security import PRINCIPAL_KEY
 from mercato.events import api as events_api
 from mercato.events.relay import relay_for
 from mercato.events.retention import RetentionJob
+from mercato.identity import IdentityRuntime
+from mercato.identity import admin_api as identity_admin_api
+from mercato.identity import api as identity_api
+from mercato.identity.jobs import ErasureJob
+from mercato.identity.tokens import ensure_signing_key
 from mercato.realtime import api as realtime_api
 from mercato.realtime.api import ConnectionLimits
 from mercato.realtime.hub import StreamHub
@@ -51,6 +61,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     configure_logging(level=settings.log_level, json=settings.log_json)
     registry = CollectorRegistry()
     metrics = HttpMetrics(registry)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    limiter = RateLimiter.create(redis_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,6 +74,17 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             )
             await require_current_schema(db.reader)
             app.state.db = db
+            identity = IdentityRuntime(
+                settings,
+                db,
+                mailer=mailer_from_settings(settings),
+                throttle=FailureThrottle(limiter),
+            )
+            async with db.transaction() as conn:
+                await ensure_signing_key(conn, identity.ring)
+            app.state.identity = app.state.authenticator = identity
+            resources.push_async_callback(limiter.close)
+            resources.push_async_callback(identity.mail.drain)
             registry.register(PoolCollector(db.pool_stats))
             if settings.relay_in_process and database is None:
                 await resources.enter_async_context(_running(relay_for(settings, db.url), "relay"))
@@ -71,6 +94,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                     interval=timedelta(hours=1),
                 )
                 await resources.enter_async_context(_running(retention, "retention"))
+                erasure = ErasureJob(
+                    db,
+                    grace=timedelta(days=settings.account_erase_after_days),
+                    interval=timedelta(hours=1),
+                )
+                await resources.enter_async_context(_running(erasure, "erasure"))
             app.state.stream_hub = hub = StreamHub(db)
             resources.push_async_callback(hub.stop)
             log.info("started", version=__version__, environment=settings.environment.value)
@@ -99,6 +128,23 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 max_age=600,
             )
         )
+    # Authentication runs before rate limiting, which counts signed-in callers per account.
+    middleware.append(Middleware(AuthenticationMiddleware))
+    if settings.rate_limits_enabled:
+        middleware.append(
+            Middleware(
+                RateLimitMiddleware,
+                limiter=limiter,
+                anonymous=settings.rate_limit_anonymous,
+                authenticated=settings.rate_limit_authenticated,
+                sensitive=settings.rate_limit_sensitive,
+                sensitive_paths=frozenset(
+                    API_PREFIX + path for path in identity_api.SENSITIVE_PATHS
+                ),
+                identify=_verified_subject,
+                trusted_proxies=settings.trusted_proxies,
+            )
+        )
     middleware.append(Middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes))
 
     app = FastAPI(
@@ -124,10 +170,18 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         per_instance=settings.stream_max_connections, per_client=settings.stream_max_per_client
     )
     health.register_routes(app)
+    identity_api.register_routes(app, prefix=API_PREFIX)
+    identity_admin_api.register_routes(app, prefix=API_PREFIX)
     catalog_api.register_routes(app, prefix=API_PREFIX)
     events_api.register_routes(app, prefix=API_PREFIX)
     realtime_api.register_routes(app, prefix=API_PREFIX)
     return app
+
+
+def _verified_subject(scope: Scope) -> str | None:
+    """The rate limiter's account key: only a principal the middleware authenticated."""
+    principal = (scope.get("state") or {}).get(PRINCIPAL_KEY)
+    return str(principal.subject_id) if principal is not None else None
 
 
 @asynccontextmanager
@@ -182,6 +236,11 @@ def _add_docs(app: FastAPI) -> None:
 
 def openapi_document() -> str:
     """The API's OpenAPI document, stably formatted (the committed snapshot's format)."""
-    settings = Settings(environment=Environment.TEST, admin_api_key="x" * 32, secret_key="x" * 32)
+    settings = Settings(
+        environment=Environment.TEST,
+        secret_key="x" * 32,
+        data_keys="1:" + "A" * 43 + "=",
+        blind_index_key="x" * 32,
+    )
     document = create_app(settings).openapi()
     return json.dumps(document, indent=2, sort_keys=True) + "\n"

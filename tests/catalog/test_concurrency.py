@@ -11,10 +11,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from mercato.app import create_app
-from tests.conftest import ADMIN_KEY, make_settings
-from tests.factories import create_category
-
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}", "If-Match": "*"}
+from tests.factories import create_category, staff_headers
+from tests.settings import make_settings
 
 
 @pytest.fixture
@@ -47,18 +45,19 @@ async def _paths_are_consistent(url: str) -> list[str]:
 async def test_a_create_racing_a_move_never_gets_a_stale_path(
     pooled_client: httpx.AsyncClient, fresh_db_url: str
 ) -> None:
+    staff = {**(await staff_headers(fresh_db_url)), "If-Match": "*"}
     for _ in range(15):
-        mover = await create_category(pooled_client, ADMIN)
-        child = await create_category(pooled_client, ADMIN, parent_id=mover["id"])
-        target = await create_category(pooled_client, ADMIN)
+        mover = await create_category(pooled_client, staff)
+        child = await create_category(pooled_client, staff, parent_id=mover["id"])
+        target = await create_category(pooled_client, staff)
         move, create = await asyncio.gather(
             pooled_client.patch(
-                f"/api/v1/categories/{mover['id']}", json={"parent_id": target["id"]}, headers=ADMIN
+                f"/api/v1/categories/{mover['id']}", json={"parent_id": target["id"]}, headers=staff
             ),
             pooled_client.post(
                 "/api/v1/categories",
                 json={"name": "Racer", "parent_id": child["id"]},
-                headers=ADMIN,
+                headers=staff,
             ),
         )
         assert (move.status_code, create.status_code) == (200, 201), (move.text, create.text)
@@ -68,15 +67,16 @@ async def test_a_create_racing_a_move_never_gets_a_stale_path(
 async def test_opposite_moves_never_deadlock_or_make_a_cycle(
     pooled_client: httpx.AsyncClient, fresh_db_url: str
 ) -> None:
+    staff = {**(await staff_headers(fresh_db_url)), "If-Match": "*"}
     for _ in range(15):
-        a = await create_category(pooled_client, ADMIN)
-        b = await create_category(pooled_client, ADMIN)
+        a = await create_category(pooled_client, staff)
+        b = await create_category(pooled_client, staff)
         results = await asyncio.gather(
             pooled_client.patch(
-                f"/api/v1/categories/{a['id']}", json={"parent_id": b["id"]}, headers=ADMIN
+                f"/api/v1/categories/{a['id']}", json={"parent_id": b["id"]}, headers=staff
             ),
             pooled_client.patch(
-                f"/api/v1/categories/{b['id']}", json={"parent_id": a["id"]}, headers=ADMIN
+                f"/api/v1/categories/{b['id']}", json={"parent_id": a["id"]}, headers=staff
             ),
         )
         statuses = sorted(r.status_code for r in results)

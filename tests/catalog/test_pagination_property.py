@@ -19,8 +19,8 @@ from mercato.app import create_app
 from mercato.catalog import service
 from mercato.catalog.schemas import CategoryCreate, ProductCreate
 from mercato.core.database import Database
-from tests.conftest import make_settings
 from tests.database import SingleConnectionDatabase
+from tests.settings import make_settings
 
 SORTS = ["newest", "price_asc", "price_desc", "name_asc", "name_desc"]
 # Few distinct prices and names, so that many rows tie on the sort key and only the id

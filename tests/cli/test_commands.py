@@ -19,6 +19,7 @@ from mercato.catalog.demo_data import gtin13, seed_catalog
 from mercato.catalog.rules import gtin_is_valid
 from mercato.cli.main import app
 from mercato.core.migrate import head_revision
+from tests.factories import STRONG_PASSWORD
 
 runner = CliRunner()
 
@@ -87,6 +88,15 @@ def test_quick_start_on_the_embedded_database(tmp_path: Path) -> None:
     mercato = [sys.executable, "-m", "mercato"]
     for command in (["migrate"], ["seed", "--products", "25", "--categories", "5"]):
         subprocess.run([*mercato, *command], env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [*mercato, "users", "create-admin", "--email", "owner@example.com", "--password-stdin"],
+        input=f"{STRONG_PASSWORD}\n",
+        text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     port = _free_port()
     server = subprocess.Popen(
         [*mercato, "serve", "--port", str(port)],
@@ -100,11 +110,16 @@ def test_quick_start_on_the_embedded_database(tmp_path: Path) -> None:
             f"http://127.0.0.1:{port}/api/v1/products", params={"limit": 100}
         ).json()
         assert len(products["data"]) == 25
-        admin_key = (tmp_path / "data" / "admin_api_key").read_text().strip()
+        login = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/login",
+            json={"email": "owner@example.com", "password": STRONG_PASSWORD},
+        )
+        assert login.status_code == 200, login.text
+        token = login.json()["data"]["access_token"]
         created = httpx.post(
             f"http://127.0.0.1:{port}/api/v1/categories",
             json={"name": "Quick Start"},
-            headers={"Authorization": f"Bearer {admin_key}"},
+            headers={"Authorization": f"Bearer {token}"},
         )
         assert created.status_code == 201
     finally:

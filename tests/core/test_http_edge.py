@@ -6,8 +6,8 @@ import httpx
 from asgi_lifespan import LifespanManager
 
 from mercato.app import create_app
-from tests.conftest import make_settings
 from tests.factories import create_product
+from tests.settings import make_settings
 
 
 async def test_every_response_carries_a_request_id(client: httpx.AsyncClient) -> None:

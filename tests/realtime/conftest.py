@@ -19,7 +19,7 @@ from websockets.uri import parse_uri
 from mercato.app import create_app
 from mercato.core.database import Database
 from mercato.events import EventDraft, record_events
-from tests.conftest import make_settings
+from tests.settings import make_settings
 
 
 def free_port() -> int:

@@ -12,11 +12,8 @@ import httpx
 import websockets
 
 from mercato.realtime import protocol
-from tests.conftest import ADMIN_KEY
-from tests.factories import product_payload
+from tests.factories import product_payload, staff_headers
 from tests.realtime.conftest import StalledClient, StreamClient, serving, stream_client
-
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def _positions(messages: list[dict[str, Any]]) -> list[int]:
@@ -24,13 +21,16 @@ def _positions(messages: list[dict[str, Any]]) -> list[int]:
 
 
 async def test_api_changes_arrive_in_order_with_their_positions(fresh_db_url: str) -> None:
+    admin_headers = await staff_headers(fresh_db_url)
     async with serving(fresh_db_url) as address, stream_client(address) as client:
         await client.subscribe(["products"])
         async with httpx.AsyncClient(base_url=f"http://{address}") as http:
             created = [
-                (await http.post("/api/v1/products", json=product_payload(), headers=ADMIN)).json()[
-                    "data"
-                ]
+                (
+                    await http.post(
+                        "/api/v1/products", json=product_payload(), headers=admin_headers
+                    )
+                ).json()["data"]
                 for _ in range(3)
             ]
         events = await client.events(3)
@@ -144,9 +144,10 @@ async def test_bad_messages_get_errors_and_the_connection_survives(fresh_db_url:
 
 
 async def test_a_wrong_credential_closes_the_stream(fresh_db_url: str) -> None:
+    admin_headers = await staff_headers(fresh_db_url)
     async with serving(fresh_db_url) as address:
         async with stream_client(address) as client:
-            await client.send({"type": "auth", "token": ADMIN_KEY})
+            await client.send({"type": "auth", "token": admin_headers["Authorization"][7:]})
             assert (await client.receive())["type"] == "authenticated"
         async with stream_client(address) as client:
             await client.send({"type": "auth", "token": "wrong"})
@@ -200,22 +201,23 @@ async def test_shutdown_tells_clients_to_reconnect(fresh_db_url: str) -> None:
 async def test_anonymous_subscribers_see_hidden_products_only_as_tombstones(
     fresh_db_url: str,
 ) -> None:
+    admin_headers = await staff_headers(fresh_db_url)
     async with (
         serving(fresh_db_url) as address,
         stream_client(address) as anonymous,
         stream_client(address) as staff,
     ):
-        await staff.send({"type": "auth", "token": ADMIN_KEY})
+        await staff.send({"type": "auth", "token": admin_headers["Authorization"][7:]})
         await anonymous.subscribe(["products"])
         await staff.subscribe(["products"])
         async with httpx.AsyncClient(base_url=f"http://{address}") as http:
             hidden = (
                 await http.post(
-                    "/api/v1/products", json=product_payload(is_active=False), headers=ADMIN
+                    "/api/v1/products", json=product_payload(is_active=False), headers=admin_headers
                 )
             ).json()["data"]
             shown = (
-                await http.post("/api/v1/products", json=product_payload(), headers=ADMIN)
+                await http.post("/api/v1/products", json=product_payload(), headers=admin_headers)
             ).json()["data"]
         seen_anonymously = await anonymous.events(2)
         seen_by_staff = await staff.events(2)

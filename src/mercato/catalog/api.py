@@ -25,7 +25,7 @@ from mercato.catalog.schemas import (
     ProductReadQuery,
     ProductUpdate,
 )
-from mercato.core.access import ADMIN, PUBLIC, Access, add_route, presented_admin_key
+from mercato.core.access import PUBLIC, Access, add_route, optional_principal, requires
 from mercato.core.deps import cursor_codec, database
 from mercato.core.errors import ErrorResponse, ValidationFailed
 from mercato.core.http import (
@@ -58,7 +58,8 @@ def _written(data: dict[str, Any], version: int, status: int = 200) -> Response:
 async def get_product(request: Request) -> Response:
     product_id = path_uuid(request, "product_id")
     params = query_model(request, ProductReadQuery)
-    is_admin = presented_admin_key(request) if request.headers.get("authorization") else False
+    principal = optional_principal(request) if "authorization" in request.headers else None
+    is_admin = principal is not None and principal.can("products:write")
     row = await repository.get_product(
         database(request).reader,
         product_id,
@@ -234,6 +235,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+PRODUCTS_WRITE = requires("products:write")
+CATEGORIES_WRITE = requires("categories:write")
+
+
 def register_routes(app: FastAPI, *, prefix: str) -> None:
     # Routes go straight onto the app (no nested router): one less dispatch level per
     # request, and `scope["route"].path` is the full template the metrics are labelled with.
@@ -283,7 +288,7 @@ def register_routes(app: FastAPI, *, prefix: str) -> None:
         "/products",
         create_product,
         "POST",
-        ADMIN,
+        PRODUCTS_WRITE,
         "Create a product",
         response_model=ProductEnvelope,
         status_code=201,
@@ -292,7 +297,7 @@ def register_routes(app: FastAPI, *, prefix: str) -> None:
         "/products/{product_id}",
         update_product,
         "PATCH",
-        ADMIN,
+        PRODUCTS_WRITE,
         "Update a product (If-Match required)",
         response_model=ProductEnvelope,
     )
@@ -300,7 +305,7 @@ def register_routes(app: FastAPI, *, prefix: str) -> None:
         "/products/{product_id}",
         delete_product,
         "DELETE",
-        ADMIN,
+        PRODUCTS_WRITE,
         "Soft-delete a product (If-Match required)",
         status_code=204,
     )
@@ -308,7 +313,7 @@ def register_routes(app: FastAPI, *, prefix: str) -> None:
         "/products/{product_id}/restore",
         restore_product,
         "POST",
-        ADMIN,
+        PRODUCTS_WRITE,
         "Restore a deleted product",
         response_model=ProductEnvelope,
     )
@@ -316,7 +321,7 @@ def register_routes(app: FastAPI, *, prefix: str) -> None:
         "/categories",
         create_category,
         "POST",
-        ADMIN,
+        CATEGORIES_WRITE,
         "Create a category",
         response_model=CategoryEnvelope,
         status_code=201,
@@ -325,7 +330,7 @@ def register_routes(app: FastAPI, *, prefix: str) -> None:
         "/categories/{category_id}",
         update_category,
         "PATCH",
-        ADMIN,
+        CATEGORIES_WRITE,
         "Update or move a category (If-Match required)",
         response_model=CategoryEnvelope,
     )
@@ -333,7 +338,7 @@ def register_routes(app: FastAPI, *, prefix: str) -> None:
         "/categories/{category_id}",
         delete_category,
         "DELETE",
-        ADMIN,
+        CATEGORIES_WRITE,
         "Delete an empty category (If-Match required)",
         status_code=204,
     )

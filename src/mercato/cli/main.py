@@ -23,6 +23,7 @@ from mercato import event_contracts
 from mercato.app import openapi_document
 from mercato.catalog.demo_data import seed_catalog
 from mercato.cli.database import database_url
+from mercato.cli.identity import keys_app, users_app
 from mercato.core import migrate as migrations
 from mercato.core.config import Settings
 from mercato.core.database import Database, asyncpg_dsn
@@ -32,6 +33,7 @@ from mercato.event_contracts import SCHEMA_DIR
 from mercato.events import repository as events_repository
 from mercato.events.relay import relay_for
 from mercato.events.retention import RetentionJob, prune
+from mercato.identity.jobs import ErasureJob
 
 app = typer.Typer(help="Mercato: a commerce backend on PostgreSQL.", no_args_is_help=True)
 db_app = typer.Typer(help="Database facts and maintenance.", no_args_is_help=True)
@@ -42,6 +44,8 @@ dlq_app = typer.Typer(help="Dead letters of consumer groups.", no_args_is_help=T
 events_app.add_typer(dlq_app, name="dlq")
 schema_app = typer.Typer(help="Data contracts: event schemas.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
 console = Console()
 
 
@@ -85,7 +89,8 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 
 @app.command()
 def worker() -> None:
-    """Run the background work: the outbox relay (one active at a time) and log retention."""
+    """Run the background work: the outbox relay (one active at a time), log retention and
+    the erasure of deleted accounts."""
     settings = Settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -99,9 +104,13 @@ def worker() -> None:
         db = await Database.connect(url, min_size=1, max_size=2)
         keep = timedelta(days=settings.event_retention_days)
         retention = RetentionJob(db, keep=keep, interval=timedelta(hours=1))
+        grace = timedelta(days=settings.account_erase_after_days)
+        erasure = ErasureJob(db, grace=grace, interval=timedelta(hours=1))
         stop = asyncio.Event()
         try:
-            await asyncio.gather(relay_for(settings, url).run(stop), retention.run(stop))
+            await asyncio.gather(
+                relay_for(settings, url).run(stop), retention.run(stop), erasure.run(stop)
+            )
         finally:
             await db.close()
 

@@ -1,19 +1,21 @@
 """Access rules: every route declares exactly one, and a test walks the app to prove it.
 
-Routes are registered through `add_route(..., access=PUBLIC | ADMIN | METRICS)`. The rule
-is recorded on the operation (`x-access` in the OpenAPI document) and, where it restricts,
-enforced by a dependency. A public route carries no dependency at all: each `Depends()`
-costs tens of microseconds per request, more than a primary-key read in PostgreSQL.
+Routes are registered through `add_route(..., access=...)` with one of:
 
-Until the identity context lands, "admin" means the configured admin API key sent as
-`Authorization: Bearer <key>`. Identity will replace `require_admin` with real principals
-and permissions; routes do not change.
+- `PUBLIC`: anyone; the route carries no dependency at all (each `Depends()` costs tens of
+  microseconds per request, more than a primary-key read in PostgreSQL).
+- `AUTHENTICATED`: any signed-in principal; the use case then checks the object (a customer
+  reads only their own data).
+- `requires("products:write")`: a principal holding that permission.
+- `METRICS`: public when configured so, otherwise `metrics:read`.
+
+The rule is recorded on the operation (`x-access` in the OpenAPI document) and enforced by
+a dependency that reads the principal the authentication middleware resolved.
 """
 
 from __future__ import annotations
 
 import functools
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -22,50 +24,67 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from mercato.core.config import Settings
-from mercato.core.errors import Unauthenticated
+from mercato.core.errors import Forbidden, Unauthenticated
 from mercato.core.routing import DirectRoute, Handler
+from mercato.core.security import Principal, check_permission, principal_in, require_principal
 
 ACCESS_KEY = "x-access"
 
 
-def is_admin_key(settings: Settings, token: str) -> bool:
-    expected = settings.admin_api_key
-    if expected is None:
-        return False
-    # Constant-time comparison: the key must not leak one byte at a time through timing.
-    return hmac.compare_digest(token.encode(), expected.get_secret_value().encode())
+def current_principal(request: Request) -> Principal:
+    """The caller of a route whose rule already demanded authentication."""
+    return require_principal(request.scope)
 
 
-def presented_admin_key(request: Request) -> bool:
-    header = request.headers.get("authorization")
-    if not header or not header.lower().startswith("bearer "):
-        return False
-    return is_admin_key(request.app.state.settings, header[7:].strip())
+def optional_principal(request: Request) -> Principal | None:
+    return principal_in(request.scope)
 
 
 # Dependencies are `async def`: FastAPI runs plain `def` dependencies in a thread pool.
-async def require_admin(request: Request) -> None:
-    """Only an administrator may call this route."""
-    if not presented_admin_key(request):
-        raise Unauthenticated("An admin credential is required (Authorization: Bearer <key>).")
+async def require_authenticated(request: Request) -> None:
+    """Any signed-in caller."""
+    require_principal(request.scope)
+
+
+def _permission_guard(permission: str) -> Callable[[Request], Any]:
+    async def guard(request: Request) -> None:
+        principal = principal_in(request.scope)
+        if principal is None:
+            raise Unauthenticated()
+        if not principal.can(permission):
+            raise Forbidden(f"This needs the {permission!r} permission.")
+
+    guard.__name__ = f"requires_{permission.replace(':', '_')}"
+    return guard
 
 
 async def metrics_access(request: Request) -> None:
-    """Prometheus scrapes: public when configured so, otherwise the admin credential."""
+    """Prometheus scrapes: public when configured so, otherwise `metrics:read`."""
     settings: Settings = request.app.state.settings
     if not settings.metrics_public:
-        await require_admin(request)
+        await _METRICS_GUARD(request)
+
+
+_METRICS_GUARD = _permission_guard("metrics:read")
 
 
 @dataclass(frozen=True, slots=True)
 class Access:
     name: str
     guard: Callable[..., Any] | None
+    permission: str | None = None
 
 
 PUBLIC = Access("public", None)
-ADMIN = Access("admin", require_admin)
-METRICS = Access("metrics", metrics_access)
+AUTHENTICATED = Access("authenticated", require_authenticated)
+METRICS = Access("metrics", metrics_access, "metrics:read")
+
+
+@functools.cache
+def requires(permission: str) -> Access:
+    """The rule "holds `permission`" (one shared guard per permission)."""
+    check_permission(permission)
+    return Access(f"permission:{permission}", _permission_guard(permission), permission)
 
 
 def add_route(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -52,7 +54,6 @@ class Settings(BaseSettings):
 
     # Secrets. In development they default to values kept in `data_dir`; production
     # refuses to start without them (see `require_production_secrets`).
-    admin_api_key: SecretStr | None = None
     secret_key: SecretStr | None = None
     # Personal data at rest: AES-256-GCM data keys as "version:base64key,..." (the highest
     # version encrypts, every listed version decrypts) and the key of the email blind index.
@@ -121,12 +122,12 @@ class Settings(BaseSettings):
         if self.environment is Environment.PRODUCTION:
             missing = [
                 name
-                for name in ("database_url", "admin_api_key", "secret_key")
+                for name in ("database_url", "secret_key", "data_keys", "blind_index_key")
                 if getattr(self, name) is None
             ]
             if missing:
                 raise ValueError(f"production requires {', '.join(missing)} to be set")
-            for name in ("admin_api_key", "secret_key"):
+            for name in ("secret_key", "blind_index_key"):
                 value: SecretStr = getattr(self, name)
                 if len(value.get_secret_value()) < 32:
                     raise ValueError(f"{name} must be at least 32 characters in production")
@@ -143,13 +144,26 @@ class Settings(BaseSettings):
         if self.environment is Environment.PRODUCTION:
             return self
         updates: dict[str, SecretStr] = {}
-        for name in ("admin_api_key", "secret_key"):
+        generators = {
+            "secret_key": _random_secret,
+            "data_keys": _first_data_key,
+            "blind_index_key": _random_secret,
+        }
+        for name, generate in generators.items():
             if getattr(self, name) is None:
-                updates[name] = SecretStr(_read_or_create_secret(self.data_dir / name))
+                updates[name] = SecretStr(_read_or_create_secret(self.data_dir / name, generate))
         return self.model_copy(update=updates) if updates else self
 
 
-def _read_or_create_secret(path: Path) -> str:
+def _random_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _first_data_key() -> str:
+    return "1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _read_or_create_secret(path: Path, generate: Callable[[], str] = _random_secret) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         # Several workers may start at once: write a private file, then link it into place.
@@ -157,7 +171,7 @@ def _read_or_create_secret(path: Path) -> str:
         scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as file:
-            file.write(secrets.token_urlsafe(32) + "\n")
+            file.write(generate() + "\n")
         try:
             os.link(scratch, path)
         except FileExistsError:

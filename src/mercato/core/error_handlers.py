@@ -15,6 +15,7 @@ from mercato.core.errors import (
     MalformedJson,
     MethodNotAllowed,
     RouteNotFound,
+    TooManyAttempts,
     ValidationFailed,
     error_body,
 )
@@ -23,7 +24,9 @@ from mercato.core.observability import request_id_var
 
 def error_response(error: DomainError) -> Response:
     body = error_body(error.code, error.detail_message, request_id_var.get(), error.details)
-    headers = {"www-authenticate": "Bearer"} if error.status == 401 else None
+    headers = {"www-authenticate": "Bearer"} if error.status == 401 else {}
+    if isinstance(error, TooManyAttempts):
+        headers["retry-after"] = str(error.retry_after)
     return Response(
         orjson.dumps(body), status_code=error.status, media_type="application/json", headers=headers
     )

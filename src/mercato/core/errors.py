@@ -79,6 +79,16 @@ class Forbidden(DomainError):
     message = "You are not allowed to do this."
 
 
+class TooManyAttempts(DomainError):
+    code = "TOO_MANY_ATTEMPTS"
+    status = 429
+    message = "Too many failed attempts; wait before trying again."
+
+    def __init__(self, message: str | None = None, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
 class MalformedJson(DomainError):
     code = "MALFORMED_JSON"
     status = 400

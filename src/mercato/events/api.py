@@ -9,7 +9,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from mercato.core.access import ADMIN, add_route
+from mercato.core.access import add_route, requires
 from mercato.core.deps import database
 from mercato.core.errors import ErrorResponse
 from mercato.core.http import envelope
@@ -63,7 +63,7 @@ def register_routes(app: FastAPI, *, prefix: str) -> None:
         f"{prefix}/events",
         list_events,
         method="GET",
-        access=ADMIN,
+        access=requires("events:read"),
         tags=["events"],
         response_model=EventPage,
         responses={401: {"model": ErrorResponse}},

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, WebSocket
 from starlette.responses import StreamingResponse
 
-from mercato.core.access import PUBLIC, add_route, add_websocket_route, is_admin_key
+from mercato.core.access import PUBLIC, add_route, add_websocket_route
 from mercato.core.config import Settings
-from mercato.core.errors import ErrorResponse
+from mercato.core.errors import ErrorResponse, Unauthenticated
+from mercato.core.security import Authenticator, Principal
 from mercato.realtime import protocol
 from mercato.realtime.hub import StreamHub
 from mercato.realtime.session import StreamSession
@@ -37,11 +38,14 @@ class ConnectionLimits:
             del self.by_client[client]
 
 
-def _authenticator(settings: Settings) -> Callable[[str], str | None]:
-    def authenticate(token: str) -> str | None:
-        # Until identity lands, the only credential is the admin key. Catalog topics are
-        # public; the credential will gate per-customer topics (orders:<id>).
-        return "admin" if is_admin_key(settings, token) else None
+def _authenticator(authenticator: Authenticator) -> Callable[[str], Awaitable[Principal | None]]:
+    async def authenticate(token: str) -> Principal | None:
+        # Catalog topics are public; a credential shows staff what customers do not see
+        # (inactive products) and will gate per-customer topics (orders:<id>).
+        try:
+            return await authenticator.authenticate(token)
+        except Unauthenticated:
+            return None
 
     return authenticate
 
@@ -64,7 +68,7 @@ async def stream(websocket: WebSocket) -> None:
         session = StreamSession(
             websocket,
             hub,
-            authenticate=_authenticator(settings),
+            authenticate=_authenticator(state.authenticator),
             buffer_messages=settings.stream_buffer_messages,
             heartbeat_interval=settings.stream_heartbeat_seconds,
             stall_seconds=settings.stream_stall_seconds,

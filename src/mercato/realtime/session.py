@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ import structlog
 from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from mercato.core.security import Principal
 from mercato.events import oldest_retained_position
 from mercato.realtime import protocol
 from mercato.realtime.hub import StreamHub
@@ -38,7 +40,7 @@ class StreamSession:
         websocket: WebSocket,
         hub: StreamHub,
         *,
-        authenticate: Any,
+        authenticate: Callable[[str], Awaitable[Principal | None]],
         buffer_messages: int,
         heartbeat_interval: float,
         stall_seconds: float,
@@ -53,7 +55,7 @@ class StreamSession:
         self.topics: set[str] = set()
         self.cursor: int | None = None  # last log position examined for this client
         self.sent_position = 0  # last event position handed to the socket
-        self.principal: str | None = None
+        self.principal: Principal | None = None
         self._generation = 0
         self._subscribed = asyncio.Event()
 
@@ -122,11 +124,11 @@ class StreamSession:
         if isinstance(message, protocol.Ping):
             await self._enqueue({"type": "pong", "head": self._hub.head})
         elif isinstance(message, protocol.Auth):
-            principal = self._authenticate(message.token)
+            principal = await self._authenticate(message.token)
             if principal is None:
                 raise CloseStream(protocol.CLOSE_UNAUTHENTICATED, "authentication failed")
             self.principal = principal
-            await self._enqueue({"type": "authenticated", "principal": principal})
+            await self._enqueue({"type": "authenticated", "principal": str(principal.subject_id)})
         elif isinstance(message, protocol.Subscribe):
             await self._subscribe(message)
         elif isinstance(message, protocol.Unsubscribe):
@@ -174,7 +176,8 @@ class StreamSession:
                         {"type": "heartbeat", "head": self._hub.head, "position": cursor}
                     )
                 continue
-            anonymous = self.principal is None
+            # Only staff see inactive and deleted products; everyone else gets tombstones.
+            anonymous = self.principal is None or not self.principal.can("products:write")
             for event in events:
                 topic = self._hub.matching_topic(event, self.topics)
                 if topic is not None:

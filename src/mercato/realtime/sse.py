@@ -17,7 +17,7 @@ from fastapi import Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response, StreamingResponse
 
-from mercato.core.access import presented_admin_key
+from mercato.core.access import optional_principal
 from mercato.core.errors import Conflict, ValidationFailed
 from mercato.events import oldest_retained_position
 from mercato.realtime.hub import StreamHub
@@ -64,7 +64,8 @@ async def sse_stream(request: Request, params: Annotated[SseQuery, Query()]) -> 
     topics = _topics(params.topics)
     last_event_id = request.headers.get("last-event-id")
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else params.after
-    principal = "admin" if presented_admin_key(request) else None
+    caller = optional_principal(request)
+    principal = "staff" if caller is not None and caller.can("products:write") else None
     hub.start()
     await hub.ready.wait()
     if after is not None and after < await oldest_retained_position(hub.db_reader) - 1:

@@ -1,0 +1,103 @@
+"""Identity's background work: erasing deleted accounts, and re-sealing under a new key.
+
+Both walk rows in small batches, each in its own short transaction, and skip rows another
+instance holds (`SKIP LOCKED`): they run beside live traffic without blocking it, and
+several instances may run them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from mercato.core.database import Database, Executor
+from mercato.identity import audit, repository
+from mercato.identity.accounts import open_fields, seal_fields
+from mercato.identity.audit import SYSTEM
+from mercato.identity.crypto import DataKeyRing, version_of
+from mercato.identity.runtime import IdentityRuntime
+from mercato.identity.tokens import signing_key_context
+
+log = structlog.get_logger("mercato.identity.jobs")
+BATCH = 500
+
+
+async def erase_deleted_accounts(db: Database, *, grace: timedelta, batch: int = BATCH) -> int:
+    """Remove the personal data of accounts deleted more than `grace` ago."""
+    cutoff = datetime.now(UTC) - grace
+    erased = 0
+    while True:
+        async with db.transaction() as conn:
+            rows = await repository.users_due_for_erasure(conn, deleted_before=cutoff, limit=batch)
+            ids = [row["id"] for row in rows]
+            if ids:
+                await repository.erase_users(conn, ids)
+                for user_id in ids:
+                    await audit.record(conn, "user.erased", meta=SYSTEM, subject_id=user_id)
+        erased += len(ids)
+        if len(ids) < batch:
+            return erased
+
+
+async def reseal_personal_data(runtime: IdentityRuntime, *, batch: int = BATCH) -> int:
+    """Re-encrypt every row sealed under an older data key with the newest one.
+
+    Rotation runbook: add the new key to MERCATO_DATA_KEYS (keeping the old ones), roll
+    the instances, run `mercato keys rotate-data`, and only then drop the old key."""
+    ring = runtime.ring
+    resealed = 0
+    while True:
+        async with runtime.db.transaction() as conn:
+            rows = await repository.users_sealed_under_old_keys(
+                conn, active=ring.active_version, limit=batch
+            )
+            for row in rows:
+                sealed = seal_fields(runtime, row["id"], open_fields(runtime, row))
+                await repository.reseal_user(conn, row["id"], sealed)
+        resealed += len(rows)
+        if len(rows) < batch:
+            break
+    async with runtime.db.transaction() as conn:
+        resealed += await _reseal_signing_keys(conn, ring)
+        await audit.record(
+            conn,
+            "data_keys.rotated",
+            meta=SYSTEM,
+            details={"active_version": ring.active_version, "resealed": resealed},
+        )
+    return resealed
+
+
+async def _reseal_signing_keys(conn: Executor, ring: DataKeyRing) -> int:
+    count = 0
+    for row in await repository.all_signing_keys(conn):
+        context = signing_key_context(row["kid"])
+        if version_of(row["private_key"]) == ring.active_version:
+            continue
+        private = ring.open(row["private_key"], context=context)
+        await repository.reseal_signing_key(conn, row["kid"], ring.seal(private, context=context))
+        count += 1
+    return count
+
+
+class ErasureJob:
+    """Erases the accounts past their grace period every `interval`."""
+
+    def __init__(self, db: Database, *, grace: timedelta, interval: timedelta) -> None:
+        self._db = db
+        self._grace = grace
+        self._interval = interval.total_seconds()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                erased = await erase_deleted_accounts(self._db, grace=self._grace)
+                if erased:
+                    log.info("accounts_erased", count=erased)
+            except Exception:
+                log.exception("account_erasure_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._interval)
