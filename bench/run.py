@@ -11,11 +11,13 @@ starts is stopped on exit.
     .venv/bin/python bench/run.py --duration 7 --repeats 3 # min/median/max, ~9 min
     .venv/bin/python bench/run.py --quick                  # 5 s runs, ~2.5 min
     .venv/bin/python bench/run.py --only-s1                # S1 alone, ~1 min
+    .venv/bin/python bench/run.py --only-auth --quick      # A1 alone, ~1 min
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import json
 import os
@@ -29,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+import auth
 import dataset
 import loadgen
 import report
@@ -98,6 +101,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true", help="Do not pin with taskset.")
     parser.add_argument("--note", action="append", default=[], help="A note for the report.")
     parser.add_argument("--only-s1", action="store_true", help="Only S1; splice it in.")
+    parser.add_argument("--only-auth", action="store_true", help="Only A1; splice it in.")
     parser.add_argument("--s1-rate", type=float, default=50.0, help="S1 events/s (50).")
     parser.add_argument("--s1-seconds", type=float, default=10.0, help="S1 send seconds (10).")
     parser.add_argument(
@@ -129,9 +133,15 @@ class Bench:
             **base,
             "DATABASE_URL": database_url,
             "MERCATO_ENVIRONMENT": "production",
-            "MERCATO_ADMIN_API_KEY": _random_secret(),
             "MERCATO_SECRET_KEY": _random_secret(),
+            "MERCATO_DATA_KEYS": "1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            "MERCATO_BLIND_INDEX_KEY": _random_secret(),
             "MERCATO_ACCESS_LOG": "true",
+            # Every request still passes the rate limiter; the limits are raised so that
+            # the generator, one client address, is not refused.
+            "MERCATO_RATE_LIMIT_ANONYMOUS": "1000000000/minute",
+            "MERCATO_RATE_LIMIT_AUTHENTICATED": "1000000000/minute",
+            "MERCATO_RATE_LIMIT_SENSITIVE": "1000000000/minute",
         }
         self.ref_env = {**base, "DATABASE_URL": database_url}
         self.server_cpus = "0" if plan.pin else None
@@ -170,6 +180,22 @@ class Bench:
             seconds=args.s1_seconds,
             pin=self.plan.pin,
         )
+
+    def auth(self) -> auth.AuthRun:
+        print("\n== A1 authentication cost")
+        app, _ = self.start(1)
+        try:
+            return auth.run_auth(
+                app=app,
+                mercato=self.mercato,
+                env=self.app_env,
+                cwd=ROOT,
+                wrk=self.wrk,
+                seconds=min(self.plan.seconds, 10.0),
+                repeats=max(2, min(self.plan.repeats, 4)),
+            )
+        finally:
+            self.stop_all()
 
     def stop_all(self) -> None:
         while self.servers:
@@ -259,6 +285,29 @@ def only_s1(args: argparse.Namespace, bench: Bench) -> None:
     print(f"\nwrote the S1 section of {args.output}")
 
 
+def only_auth(bench: Bench, output: Path) -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_interrupt)
+    try:
+        a1 = bench.auth()
+    finally:
+        handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+        bench.stop_all()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    print()
+    print(report.console(auth.HEADER, auth.auth_rows(a1)))
+    section = auth.auth_section(a1, report.table)
+    when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {report.load_average()}"
+    section[1:1] = [
+        "",
+        f"Measured {when} (`--only-auth`; the tables above are from their own run).",
+    ]
+    if output.exists():
+        report.splice_section(output, section)
+    print(f"\nwrote the A1 section of {output}")
+
+
 def main() -> None:
     args = parse_args()
     plan = make_plan(args)
@@ -285,6 +334,10 @@ def main() -> None:
     if args.only_s1:
         only_s1(args, Bench(plan, url))
         return
+    if args.only_auth:
+        dataset.export_data(url, RESULTS)
+        only_auth(Bench(plan, url), args.output)
+        return
     data = dataset.export_data(url, RESULTS)
     dataset.write_open_loop_paths(RESULTS)
     bench = Bench(plan, url)
@@ -296,6 +349,7 @@ def main() -> None:
     try:
         for workers in plan.workers:
             results[workers] = bench.measure(workers)
+        a1 = bench.auth()
         s1 = bench.stream(args)
     finally:
         # A second Ctrl-C must not cut the clean-up short.
@@ -334,8 +388,11 @@ def main() -> None:
     print(report.console(report.LATENCY_HEADER, report.latency_rows(results)))
     print("\n".join(["", *report.page50_notes(bench.page_costs)]))
     print()
+    print(report.console(auth.HEADER, auth.auth_rows(a1)))
+    print()
     print(report.console(stream.S1_HEADER, stream.s1_rows(s1)))
-    report.write_markdown(args.output, info, results, stream.s1_section(s1, report.table))
+    extra = [*auth.auth_section(a1, report.table), "", *stream.s1_section(s1, report.table)]
+    report.write_markdown(args.output, info, results, extra)
     raw = {
         str(w): {k: dataclasses.asdict(c) for k, c in cells.items()} for w, cells in results.items()
     }

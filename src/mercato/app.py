@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from fastapi import FastAPI
@@ -21,7 +21,7 @@ from starlette.types import Scope
 from mercato import __version__
 from mercato.catalog import api as catalog_api
 from mercato.core import health
-from mercato.core.access import PUBLIC, add_route
+from mercato.core.access import PUBLIC, add_route, add_security_scheme
 from mercato.core.authentication import AuthenticationMiddleware
 from mercato.core.config import Environment, Settings
 from mercato.core.database import Database
@@ -165,6 +165,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
     app.state.cursor_codec = CursorCodec(secret.encode())
     install_error_handlers(app)
+    _document_security(app)
     _add_docs(app)
     app.state.stream_limits = ConnectionLimits(
         per_instance=settings.stream_max_connections, per_client=settings.stream_max_per_client
@@ -220,6 +221,17 @@ async def _running(service: ServiceT, name: str) -> AsyncIterator[ServiceT]:
     finally:
         stop.set()
         await task
+
+
+def _document_security(app: FastAPI) -> None:
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_security_scheme(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_docs(app: FastAPI) -> None:

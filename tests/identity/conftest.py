@@ -46,7 +46,9 @@ class Mailbox:
                 if subject.lower() in str(message["Subject"]).lower():
                     return message
             await asyncio.sleep(0.02)
-        raise AssertionError(f"no mail {subject!r} to {address}: {[m['Subject'] for m in self.messages]}")
+        raise AssertionError(
+            f"no mail {subject!r} to {address}: {[m['Subject'] for m in self.messages]}"
+        )
 
     async def token(self, address: str, subject: str) -> str:
         message = await self.wait_for(address, subject)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,8 +21,9 @@ from asgi_lifespan import LifespanManager
 from mercato.app import create_app
 from mercato.identity import IdentityRuntime
 from tests.database import SingleConnectionDatabase
-from tests.factories import STRONG_PASSWORD, TestUser, unique_email
+from tests.factories import STRONG_PASSWORD, TestUser, staff_headers, unique_email
 from tests.identity.conftest import Mailbox, mail_settings
+from tests.realtime.conftest import free_port
 
 API = "/api/v1"
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -199,40 +204,82 @@ async def test_two_instances_share_limits_through_redis(
 
 
 async def test_no_secret_reaches_the_logs(
-    db: SingleConnectionDatabase,
-    mailbox: Mailbox,
-    capsys: pytest.CaptureFixture[str],
-    admin: dict[str, str],
+    fresh_db_url: str, mailbox: Mailbox, tmp_path: Path
 ) -> None:
-    email = unique_email()
-    secrets_seen: list[str] = [STRONG_PASSWORD]
-    async with app_client(db, mailbox, access_log=True) as http:
-        await http.post(
-            f"{API}/auth/register",
-            json={
-                "email": email,
-                "password": STRONG_PASSWORD,
-                "first_name": "Lin",
-                "last_name": "Zhao",
-            },
+    """A real `mercato serve` process with its access log on: every password, token and
+    key used in the sign-in flows is searched for in what it wrote."""
+    admin = await staff_headers(fresh_db_url)
+    settings = mail_settings(mailbox)
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MERCATO_")},
+        "DATABASE_URL": fresh_db_url,
+        "MERCATO_ENVIRONMENT": "test",
+        "MERCATO_ACCESS_LOG": "true",
+        "MERCATO_LOG_LEVEL": "DEBUG",
+        "MERCATO_DATA_DIR": str(tmp_path),
+        "MERCATO_SMTP_HOST": "127.0.0.1",
+        "MERCATO_SMTP_PORT": str(mailbox.port),
+        "MERCATO_SMTP_STARTTLS": "false",
+        **{
+            f"MERCATO_{name.upper()}": getattr(settings, name).get_secret_value()
+            for name in ("secret_key", "data_keys", "blind_index_key")
+        },
+    }
+    output = tmp_path / "server.log"
+    with output.open("wb") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mercato", "serve", "--port", str(port)],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
-        secrets_seen.append(await mailbox.token(email, "confirm your email"))
-        session = (
-            await http.post(f"{API}/auth/login", json={"email": email, "password": STRONG_PASSWORD})
-        ).json()["data"]
-        secrets_seen += [session["access_token"], session["refresh_token"]]
-        await http.post(f"{API}/auth/refresh", json={"refresh_token": session["refresh_token"]})
-        await http.post(f"{API}/auth/login", json={"email": email, "password": "Wrong-guess-42"})
-        await http.post(f"{API}/auth/password/forgot", json={"email": email})
-        secrets_seen.append(await mailbox.token(email, "reset your password"))
-        key = await http.post(
-            f"{API}/api-keys", json={"name": "ci", "scopes": ["products:write"]}, headers=admin
-        )
-        secrets_seen.append(key.json()["data"]["key"])
-        await http.get(f"{API}/products", headers={"Authorization": f"Bearer {secrets_seen[-1]}"})
-        await http.get(f"{API}/me?token={secrets_seen[1]}", headers=admin)
-    logs = capsys.readouterr().out
-    assert "auth/login" in logs  # the access log did run
-    for secret in secrets_seen:
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                await _wait_until_ready(http, server)
+                seen = await _sign_in_flows(http, mailbox, admin)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+    logs = output.read_text()
+    assert "/api/v1/auth/login" in logs  # the access log did run
+    for secret in seen:
         assert secret not in logs
-    assert email not in logs
+
+
+async def _wait_until_ready(http: httpx.AsyncClient, server: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        assert server.poll() is None, "the server exited early"
+        try:
+            if (await http.get("/health/ready")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("the server did not become ready")
+
+
+async def _sign_in_flows(
+    http: httpx.AsyncClient, mailbox: Mailbox, admin: dict[str, str]
+) -> list[str]:
+    email = unique_email()
+    seen = [STRONG_PASSWORD, email, admin["Authorization"][7:]]
+    body = {"email": email, "password": STRONG_PASSWORD, "first_name": "Lin", "last_name": "Zhao"}
+    await http.post(f"{API}/auth/register", json=body)
+    seen.append(await mailbox.token(email, "confirm your email"))
+    login = {"email": email, "password": STRONG_PASSWORD}
+    session = (await http.post(f"{API}/auth/login", json=login)).json()["data"]
+    seen += [session["access_token"], session["refresh_token"]]
+    await http.post(f"{API}/auth/refresh", json={"refresh_token": session["refresh_token"]})
+    await http.post(f"{API}/auth/refresh", json={"refresh_token": session["refresh_token"]})
+    await http.post(f"{API}/auth/login", json={"email": email, "password": "Wrong-guess-42"})
+    await http.post(f"{API}/auth/password/forgot", json={"email": email})
+    seen.append(await mailbox.token(email, "reset your password"))
+    key = await http.post(
+        f"{API}/api-keys", json={"name": "ci", "scopes": ["products:write"]}, headers=admin
+    )
+    seen.append(key.json()["data"]["key"])
+    await http.get(f"{API}/products", headers={"Authorization": f"Bearer {seen[-1]}"})
+    await http.get(f"{API}/me?token={seen[3]}", headers=admin)
+    await http.get(f"{API}/me", headers={"Authorization": "Bearer " + seen[4] + "x"})
+    return seen

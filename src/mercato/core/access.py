@@ -110,9 +110,27 @@ def add_route(
         endpoint,
         methods=[method],
         dependencies=[Depends(access.guard)] if access.guard else None,
-        openapi_extra={ACCESS_KEY: access.name},
+        openapi_extra={ACCESS_KEY: access.name, **_security_requirement(access)},
         **kwargs,
     )
+
+
+BEARER_SCHEME = "bearer"
+
+
+def _security_requirement(access: Access) -> dict[str, Any]:
+    """Restricted operations name the bearer scheme, so /docs offers to send a token."""
+    return {"security": [{BEARER_SCHEME: []}]} if access.guard is not None else {}
+
+
+def add_security_scheme(document: dict[str, Any]) -> dict[str, Any]:
+    components = document.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An access token from POST /api/v1/auth/login, or an API key (mk_…).",
+    }
+    return document
 
 
 def add_websocket_route(

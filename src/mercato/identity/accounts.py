@@ -20,7 +20,12 @@ from mercato.core.mail import Message
 from mercato.events import EventDraft, record_events
 from mercato.identity import audit, events, repository
 from mercato.identity.audit import RequestMeta
-from mercato.identity.errors import InvalidCredentials, InvalidOneTimeToken, UserNotFound
+from mercato.identity.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    InvalidOneTimeToken,
+    UserNotFound,
+)
 from mercato.identity.notices import (
     already_registered_mail,
     password_changed_mail,
@@ -109,13 +114,6 @@ async def register(
     )
     password_hash = await runtime.passwords.hash(data.password)  # hashed either way
     email_index = runtime.blind_index.email(email)
-    existing = await repository.find_user_by_email(conn, email_index)
-    if existing is not None:
-        token = await _one_time_token(conn, existing["id"], RESET_PASSWORD, _reset_ttl(runtime))
-        await audit.record(
-            conn, "user.register_existing", meta=meta, subject_id=existing["id"], outcome="refused"
-        )
-        return [already_registered_mail(email, reset_link=runtime.link("/reset-password", token))]
     user_id = uuid.uuid4()
     sealed = seal_fields(
         runtime,
@@ -131,6 +129,8 @@ async def register(
     row = await repository.insert_user(
         conn, {**sealed, "id": user_id, "email_index": email_index}, password_hash=password_hash
     )
+    if row is None:
+        return await _already_registered(conn, runtime, email, email_index, meta)
     await repository.set_user_roles(conn, user_id, [CUSTOMER])
     row = await repository.get_user(conn, user_id)
     token = await _one_time_token(
@@ -139,6 +139,20 @@ async def register(
     await record_events(conn, [events.user_event(events.USER_REGISTERED, row)])
     await audit.record(conn, "user.registered", meta=meta, actor_id=user_id, subject_id=user_id)
     return [verification_mail(email, link=runtime.link("/verify-email", token))]
+
+
+async def _already_registered(
+    conn: Executor, runtime: IdentityRuntime, email: str, email_index: bytes, meta: RequestMeta
+) -> list[Message]:
+    """The answer stays "check your mail"; the owner gets a notice and a reset link."""
+    existing = await repository.find_user_by_email(conn, email_index)
+    if existing is None:  # deleted between the insert and this read
+        return []
+    token = await _one_time_token(conn, existing["id"], RESET_PASSWORD, _reset_ttl(runtime))
+    await audit.record(
+        conn, "user.register_existing", meta=meta, subject_id=existing["id"], outcome="refused"
+    )
+    return [already_registered_mail(email, reset_link=runtime.link("/reset-password", token))]
 
 
 def _reset_ttl(runtime: IdentityRuntime) -> timedelta:
@@ -333,11 +347,13 @@ async def create_administrator(
             "address": None,
         },
     )
-    await repository.insert_user(
+    created = await repository.insert_user(
         conn,
         {**sealed, "id": user_id, "email_index": runtime.blind_index.email(email)},
         password_hash=await runtime.passwords.hash(password),
     )
+    if created is None:
+        raise EmailTaken()
     await repository.set_user_roles(conn, user_id, [ADMIN])
     row = await repository.update_user(conn, user_id, {"email_verified_at": datetime.now(UTC)})
     await record_events(conn, [events.user_event(events.USER_REGISTERED, row)])

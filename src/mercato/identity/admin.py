@@ -24,7 +24,12 @@ from mercato.identity.errors import (
     RoleNotFound,
     UserNotFound,
 )
-from mercato.identity.roles import BUILTIN_PERMISSIONS, role_permissions, validate_permissions
+from mercato.identity.roles import (
+    BUILTIN_PERMISSIONS,
+    effective_permissions,
+    role_permissions,
+    validate_permissions,
+)
 from mercato.identity.runtime import API_KEY_PREFIX, secret_hash
 from mercato.identity.schemas import ApiKeyCreate, RoleCreate, RoleUpdate
 
@@ -33,6 +38,17 @@ def _require_held(actor: Principal, permissions: frozenset[str] | set[str]) -> N
     missing = sorted(set(permissions) - actor.permissions)
     if missing:
         raise PermissionNotHeld(details=[{"field": "permissions", "message": p} for p in missing])
+
+
+async def require_authority_over(conn: Executor, actor: Principal, user_id: uuid.UUID) -> None:
+    """Staff may change or delete another account only if they hold every permission it
+    has: a user manager must not be able to delete the administrator who appointed them."""
+    if actor.owns(user_id):
+        return
+    row = await repository.principal_row(conn, user_id)
+    if row is None:
+        raise UserNotFound()
+    _require_held(actor, effective_permissions(row["roles"], row["permissions"]))
 
 
 async def assign_roles(

@@ -77,6 +77,7 @@ async def update_user(request: Request, user_id: uuid.UUID, data: ProfileUpdate)
     actor = current_principal(request)
     version = expected_version(request)
     async with database(request).transaction() as conn:
+        await admin.require_authority_over(conn, actor, user_id)
         row = await accounts.update_profile(
             conn,
             runtime,
@@ -93,6 +94,7 @@ async def delete_user(request: Request, user_id: uuid.UUID) -> Response:
     actor = current_principal(request)
     version = expected_version(request)
     async with database(request).transaction() as conn:
+        await admin.require_authority_over(conn, actor, user_id)
         await accounts.delete_account(
             conn,
             user_id,

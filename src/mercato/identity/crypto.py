@@ -53,8 +53,10 @@ class DataKeyRing:
         keys: dict[int, bytes] = {}
         for item in filter(None, (part.strip() for part in spec.split(","))):
             version, sep, encoded = item.partition(":")
-            if not sep or not version.isdigit():
+            if not sep or not (version.isascii() and version.isdigit()):
                 raise KeyRingError("data keys are written as version:base64key, comma-separated")
+            if int(version) in keys:
+                raise KeyRingError(f"data key version {int(version)} is listed twice")
             try:
                 keys[int(version)] = base64.b64decode(encoded, validate=True)
             except ValueError as exc:

@@ -49,17 +49,20 @@ async def reseal_personal_data(runtime: IdentityRuntime, *, batch: int = BATCH) 
     the instances, run `mercato keys rotate-data`, and only then drop the old key."""
     ring = runtime.ring
     resealed = 0
-    while True:
-        async with runtime.db.transaction() as conn:
-            rows = await repository.users_sealed_under_old_keys(
-                conn, active=ring.active_version, limit=batch
-            )
-            for row in rows:
-                sealed = seal_fields(runtime, row["id"], open_fields(runtime, row))
-                await repository.reseal_user(conn, row["id"], sealed)
-        resealed += len(rows)
-        if len(rows) < batch:
-            break
+    # First pass: skip rows that requests hold, so the job never queues behind traffic.
+    # Second pass: wait for what was skipped, so no row is left under the old key.
+    for skip_locked in (True, False):
+        while True:
+            async with runtime.db.transaction() as conn:
+                rows = await repository.users_sealed_under_old_keys(
+                    conn, active=ring.active_version, limit=batch, skip_locked=skip_locked
+                )
+                for row in rows:
+                    sealed = seal_fields(runtime, row["id"], open_fields(runtime, row))
+                    await repository.reseal_user(conn, row["id"], sealed)
+            resealed += len(rows)
+            if len(rows) < batch:
+                break
     async with runtime.db.transaction() as conn:
         resealed += await _reseal_signing_keys(conn, ring)
         await audit.record(

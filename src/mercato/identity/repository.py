@@ -10,10 +10,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from mercato.core.database import Executor
-from mercato.identity.errors import EmailTaken
 
 USER_COLUMNS = (
     "id, email, first_name, last_name, phone, address, data_key_version, password_hash, "
@@ -26,24 +23,24 @@ USER_COLUMNS = (
 
 
 async def insert_user(conn: Executor, sealed: dict[str, Any], *, password_hash: str) -> Any:
-    try:
-        return await conn.fetchrow(
-            "INSERT INTO identity.users (id, email_index, email, first_name, last_name, phone,"
-            " address, data_key_version, password_hash)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-            f" RETURNING {USER_COLUMNS}",
-            sealed["id"],
-            sealed["email_index"],
-            sealed["email"],
-            sealed["first_name"],
-            sealed["last_name"],
-            sealed["phone"],
-            sealed["address"],
-            sealed["data_key_version"],
-            password_hash,
-        )
-    except asyncpg.UniqueViolationError as exc:
-        raise EmailTaken() from exc
+    """The new account, or None when a live account already has this address (two
+    registrations racing for one address: the second finds the first's row here)."""
+    return await conn.fetchrow(
+        "INSERT INTO identity.users (id, email_index, email, first_name, last_name, phone,"
+        " address, data_key_version, password_hash)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (email_index) WHERE deleted_at IS NULL DO NOTHING"
+        f" RETURNING {USER_COLUMNS}",
+        sealed["id"],
+        sealed["email_index"],
+        sealed["email"],
+        sealed["first_name"],
+        sealed["last_name"],
+        sealed["phone"],
+        sealed["address"],
+        sealed["data_key_version"],
+        password_hash,
+    )
 
 
 async def get_user(conn: Executor, user_id: uuid.UUID, *, for_update: bool = False) -> Any:
@@ -140,11 +137,14 @@ async def erase_users(conn: Executor, user_ids: list[uuid.UUID]) -> None:
     )
 
 
-async def users_sealed_under_old_keys(conn: Executor, *, active: int, limit: int) -> Any:
+async def users_sealed_under_old_keys(
+    conn: Executor, *, active: int, limit: int, skip_locked: bool = True
+) -> Any:
+    lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
     return await conn.fetch(
         "SELECT id, email, first_name, last_name, phone, address, data_key_version"
         " FROM identity.users WHERE data_key_version <> $1 AND erased_at IS NULL"
-        " LIMIT $2 FOR UPDATE SKIP LOCKED",
+        f" LIMIT $2 {lock}",
         active,
         limit,
     )

@@ -122,8 +122,8 @@ async def refresh(
                 family_expires_at=spent["expires_at"],
             )
         known = await repository.find_refresh_token(conn, token_hash)
-        reused = known is not None and known["used_at"] is not None and known["revoked_at"] is None
-        if reused:
+        reused = known is not None and known["used_at"] is not None
+        if reused and known["revoked_at"] is None:  # the first to notice revokes and records
             await repository.revoke_family(conn, known["family_id"])
             await audit.record(
                 conn,
