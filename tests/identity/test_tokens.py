@@ -128,6 +128,9 @@ class ShiftedClock:
     def monotonic(self) -> float:
         return time.monotonic() + self.offset
 
+    def time(self) -> float:
+        return time.time() + self.offset
+
     def advance(self, seconds: float) -> None:
         self.offset += seconds
 

@@ -138,11 +138,31 @@ class AccessClaims:
 
 
 class AccessTokens:
-    def __init__(self, keys: KeySet, *, issuer: str, audience: str, ttl_seconds: int) -> None:
+    """Issues and verifies access tokens.
+
+    A client sends the same token with every request for up to 15 minutes, and an EdDSA
+    verification costs more CPU than the product read it guards. Verified tokens are
+    therefore remembered (the whole token string, signature included, is the key; the
+    entry ends at the token's `exp`): a forged or altered token never matches an entry,
+    and revocation does not depend on this cache (the session version is read from the
+    database on every request).
+    """
+
+    def __init__(
+        self,
+        keys: KeySet,
+        *,
+        issuer: str,
+        audience: str,
+        ttl_seconds: int,
+        remembered: int = 10_000,
+    ) -> None:
         self.keys = keys
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl_seconds
+        self._remembered = remembered
+        self._verified: dict[str, tuple[AccessClaims, float, str]] = {}
 
     async def issue(self, subject_id: uuid.UUID, *, session_version: int) -> IssuedToken:
         loaded = await self.keys.current()
@@ -164,6 +184,23 @@ class AccessTokens:
         return IssuedToken(token=token, jti=jti, expires_in=self._ttl)
 
     async def verify(self, token: str) -> AccessClaims:
+        known = self._verified.get(token)
+        if known is not None:
+            claims, expires_at, kid = known
+            # Still unexpired, and its key still in the set (a removed key ends its tokens).
+            if (
+                time.time() < expires_at + LEEWAY_SECONDS
+                and kid in (await self.keys.current()).verifying
+            ):
+                return claims
+            del self._verified[token]
+        claims, expires_at, kid = await self._verify(token)
+        if len(self._verified) >= self._remembered:
+            del self._verified[next(iter(self._verified))]  # the oldest entry
+        self._verified[token] = (claims, expires_at, kid)
+        return claims
+
+    async def _verify(self, token: str) -> tuple[AccessClaims, float, str]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
@@ -190,6 +227,7 @@ class AccessTokens:
             raise Unauthenticated("The access token has expired.") from exc
         except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
             raise Unauthenticated("The access token is not valid.") from exc
-        return AccessClaims(
+        verified = AccessClaims(
             subject_id=subject, jti=str(claims["jti"]), session_version=session_version
         )
+        return verified, float(claims["exp"]), kid
