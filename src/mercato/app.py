@@ -58,7 +58,11 @@ API_PREFIX = "/api/v1"
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
     """Build the app. Pass `database` to share a pool the caller owns (tests do)."""
     settings = (settings or Settings()).with_local_secrets()
-    configure_logging(level=settings.log_level, json=settings.log_json)
+    configure_logging(
+        level=settings.log_level,
+        json=settings.log_json,
+        cache=settings.environment is not Environment.TEST,
+    )
     registry = CollectorRegistry()
     metrics = HttpMetrics(registry)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
@@ -115,7 +119,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_allow_origins,
-                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                 allow_headers=[
                     "authorization",
                     "content-type",
@@ -124,7 +128,16 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                     "idempotency-key",
                     "x-request-id",
                 ],
-                expose_headers=["etag", "location", "x-request-id"],
+                expose_headers=[
+                    "etag",
+                    "location",
+                    "x-request-id",
+                    "retry-after",
+                    "ratelimit-limit",
+                    "ratelimit-remaining",
+                    "ratelimit-reset",
+                    "ratelimit-policy",
+                ],
                 max_age=600,
             )
         )

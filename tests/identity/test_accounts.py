@@ -269,3 +269,14 @@ async def test_a_changed_hashing_cost_rehashes_at_login(
     stored = await conn.fetchval("SELECT password_hash FROM identity.users WHERE id = $1", user.id)
     assert "m=19456,t=2,p=1" in stored
     assert (await login(client, user.email, user.password)).status_code == 200
+
+
+async def test_answers_with_tokens_or_personal_data_are_not_cached(
+    client: httpx.AsyncClient, customer: TestUser
+) -> None:
+    login = await client.post(
+        f"{API}/auth/login", json={"email": customer.email, "password": customer.password}
+    )
+    me = await client.get(f"{API}/me", headers=customer.headers)
+    for response in (login, me):
+        assert response.headers["cache-control"] == "no-store"

@@ -18,7 +18,11 @@ import pytest
 from mercato.identity import IdentityRuntime
 from mercato.identity.accounts import SEALED_FIELDS, open_fields
 from mercato.identity.crypto import DataKeyRing, UndecryptableValue, version_of
-from mercato.identity.jobs import erase_deleted_accounts, reseal_personal_data
+from mercato.identity.jobs import (
+    erase_deleted_accounts,
+    prune_spent_tokens,
+    reseal_personal_data,
+)
 from mercato.identity.tokens import signing_key_context
 from tests.database import SingleConnectionDatabase
 from tests.factories import (
@@ -764,3 +768,24 @@ async def test_a_deleted_account_can_register_again_before_erasure(
     new_id = await live_user_id(conn, runtime, user.email)
     assert new_id is not None
     assert new_id != user.id
+
+
+async def test_spent_tokens_are_pruned_a_day_after_they_end(
+    client: httpx.AsyncClient,
+    customer: TestUser,
+    conn: asyncpg.Connection,
+    db: SingleConnectionDatabase,
+) -> None:
+    login = {"email": customer.email, "password": customer.password}
+    first = (await client.post("/api/v1/auth/login", json=login)).json()["data"]
+    await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    await client.post("/api/v1/auth/password/forgot", json={"email": customer.email})
+    assert await prune_spent_tokens(db) == 0  # nothing has ended a day ago yet
+    await conn.execute(
+        "UPDATE identity.refresh_tokens SET expires_at = now() - interval '25 hours'"
+        " WHERE used_at IS NOT NULL"
+    )
+    await conn.execute("UPDATE identity.one_time_tokens SET expires_at = now() - interval '2 days'")
+    assert await prune_spent_tokens(db) == 2
+    live = await conn.fetchval("SELECT count(*) FROM identity.refresh_tokens")
+    assert live == 1  # the current token of the login stays

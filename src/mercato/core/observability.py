@@ -25,7 +25,9 @@ def _add_request_id(
     return event
 
 
-def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
+def configure_logging(*, level: str = "INFO", json: bool = True, cache: bool = True) -> None:
+    """`cache=False` keeps loggers re-configurable (tests capture logs after the app has
+    configured them); production caches each logger's pipeline on first use."""
     processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
@@ -46,7 +48,7 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=logger_factory,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
     # Libraries that use the standard logging module (uvicorn, asyncpg, alembic) go to
     # stderr at WARNING and above; uvicorn's own access log is off: ours carries more.

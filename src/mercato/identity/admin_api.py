@@ -15,7 +15,7 @@ from mercato.core.deps import cursor_codec, database
 from mercato.core.errors import ErrorResponse
 from mercato.core.http import envelope, expected_version
 from mercato.identity import accounts, admin, audit, repository
-from mercato.identity.api import request_meta, runtime_of, user_response
+from mercato.identity.api import PRIVATE, request_meta, runtime_of, user_response
 from mercato.identity.errors import RoleNotFound
 from mercato.identity.schemas import (
     ApiKeyCreate,
@@ -39,7 +39,10 @@ MAX_API_KEYS_LISTED = 500
 
 def _json(data: Any, meta: dict[str, Any] | None = None, status: int = 200) -> Response:
     return Response(
-        orjson.dumps(envelope(data, meta)), status_code=status, media_type="application/json"
+        orjson.dumps(envelope(data, meta)),
+        status_code=status,
+        media_type="application/json",
+        headers=PRIVATE,
     )
 
 
@@ -157,9 +160,7 @@ async def create_api_key(request: Request, data: ApiKeyCreate) -> Response:
     actor = current_principal(request)
     async with database(request).transaction() as conn:
         row, key = await admin.create_api_key(conn, data, actor=actor, meta=request_meta(request))
-    response = _json({**admin.api_key_json(row), "key": key}, status=201)
-    response.headers["cache-control"] = "no-store"
-    return response
+    return _json({**admin.api_key_json(row), "key": key}, status=201)
 
 
 async def list_api_keys(request: Request) -> Response:

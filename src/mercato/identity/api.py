@@ -53,13 +53,25 @@ def request_meta(request: Request) -> RequestMeta:
     )
 
 
+# Answers carrying tokens or personal data must not be kept by browsers or proxies
+# (RFC 6749 §5.1 for tokens).
+PRIVATE = {"cache-control": "no-store", "pragma": "no-cache"}
+
+
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(envelope(data)), status_code=status, media_type="application/json")
+    return Response(
+        orjson.dumps(envelope(data)),
+        status_code=status,
+        media_type="application/json",
+        headers=PRIVATE,
+    )
 
 
 def user_response(runtime: IdentityRuntime, row: Any) -> Response:
     body = orjson.dumps(envelope(accounts.user_json(runtime, row)))
-    return json_with_etag(body, version_etag(row["version"]))
+    response = json_with_etag(body, version_etag(row["version"]))
+    response.headers.update(PRIVATE)
+    return response
 
 
 # --- sign-up and sessions ---------------------------------------------------------------

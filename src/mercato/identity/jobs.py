@@ -86,8 +86,14 @@ async def _reseal_signing_keys(conn: Executor, ring: DataKeyRing) -> int:
     return count
 
 
+async def prune_spent_tokens(db: Database, *, older_than: timedelta = timedelta(days=1)) -> int:
+    async with db.transaction() as conn:
+        return await repository.prune_spent_tokens(conn, older_than=older_than)
+
+
 class ErasureJob:
-    """Erases the accounts past their grace period every `interval`."""
+    """Every `interval`: erases the accounts past their grace period and deletes refresh
+    and one-time tokens that ended more than a day ago."""
 
     def __init__(self, db: Database, *, grace: timedelta, interval: timedelta) -> None:
         self._db = db
@@ -98,8 +104,9 @@ class ErasureJob:
         while not stop.is_set():
             try:
                 erased = await erase_deleted_accounts(self._db, grace=self._grace)
-                if erased:
-                    log.info("accounts_erased", count=erased)
+                pruned = await prune_spent_tokens(self._db)
+                if erased or pruned:
+                    log.info("identity_cleanup", accounts_erased=erased, tokens_pruned=pruned)
             except Exception:
                 log.exception("account_erasure_failed")
             with contextlib.suppress(TimeoutError):
