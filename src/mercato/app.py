@@ -46,6 +46,8 @@ from mercato.identity import admin_api as identity_admin_api
 from mercato.identity import api as identity_api
 from mercato.identity.jobs import ErasureJob
 from mercato.identity.tokens import ensure_signing_key
+from mercato.orders import api as orders_api
+from mercato.orders.jobs import ExpiryJob
 from mercato.realtime import api as realtime_api
 from mercato.realtime.api import ConnectionLimits
 from mercato.realtime.hub import StreamHub
@@ -104,6 +106,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                     interval=timedelta(hours=1),
                 )
                 await resources.enter_async_context(_running(erasure, "erasure"))
+                sweep = timedelta(seconds=settings.order_expiry_sweep_seconds)
+                expiry = ExpiryJob(db, interval=sweep)
+                await resources.enter_async_context(_running(expiry, "order-expiry"))
             app.state.stream_hub = hub = StreamHub(db)
             resources.push_async_callback(hub.stop)
             log.info("started", version=__version__, environment=settings.environment.value)
@@ -187,6 +192,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     identity_api.register_routes(app, prefix=API_PREFIX)
     identity_admin_api.register_routes(app, prefix=API_PREFIX)
     catalog_api.register_routes(app, prefix=API_PREFIX)
+    orders_api.register_routes(app, prefix=API_PREFIX)
     events_api.register_routes(app, prefix=API_PREFIX)
     realtime_api.register_routes(app, prefix=API_PREFIX)
     return app

@@ -16,8 +16,13 @@ from pydantic import BaseModel
 from mercato.catalog import EVENT_PAYLOADS as CATALOG_EVENTS
 from mercato.core.contracts import breaking_changes
 from mercato.identity import EVENT_PAYLOADS as IDENTITY_EVENTS
+from mercato.orders import EVENT_PAYLOADS as ORDER_EVENTS
 
-EVENT_PAYLOADS: dict[tuple[str, int], type[BaseModel]] = {**CATALOG_EVENTS, **IDENTITY_EVENTS}
+EVENT_PAYLOADS: dict[tuple[str, int], type[BaseModel]] = {
+    **CATALOG_EVENTS,
+    **IDENTITY_EVENTS,
+    **ORDER_EVENTS,
+}
 SCHEMA_DIR = Path("schemas/events")
 
 

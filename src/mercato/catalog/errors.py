@@ -56,3 +56,13 @@ class CategoryTooDeep(ValidationFailed):
 class ProductNotDeleted(Conflict):
     code = "PRODUCT_NOT_DELETED"
     message = "Only a deleted product can be restored."
+
+
+class OutOfStock(Conflict):
+    code = "OUT_OF_STOCK"
+    message = "Not enough stock for one or more lines; nothing was reserved."
+
+
+class ProductUnavailable(ValidationFailed):
+    code = "PRODUCT_UNAVAILABLE"
+    message = "One or more products do not exist or are not for sale."

@@ -34,6 +34,7 @@ from mercato.events import repository as events_repository
 from mercato.events.relay import relay_for
 from mercato.events.retention import RetentionJob, prune
 from mercato.identity.jobs import ErasureJob
+from mercato.orders.jobs import ExpiryJob
 
 app = typer.Typer(help="Mercato: a commerce backend on PostgreSQL.", no_args_is_help=True)
 db_app = typer.Typer(help="Database facts and maintenance.", no_args_is_help=True)
@@ -89,8 +90,8 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 
 @app.command()
 def worker() -> None:
-    """Run the background work: the outbox relay (one active at a time), log retention and
-    the erasure of deleted accounts."""
+    """Run the background work: the outbox relay (one active at a time), log retention,
+    the erasure of deleted accounts and the expiry of unpaid orders."""
     settings = Settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -106,10 +107,15 @@ def worker() -> None:
         retention = RetentionJob(db, keep=keep, interval=timedelta(hours=1))
         grace = timedelta(days=settings.account_erase_after_days)
         erasure = ErasureJob(db, grace=grace, interval=timedelta(hours=1))
+        sweep = timedelta(seconds=settings.order_expiry_sweep_seconds)
+        expiry = ExpiryJob(db, interval=sweep)
         stop = asyncio.Event()
         try:
             await asyncio.gather(
-                relay_for(settings, url).run(stop), retention.run(stop), erasure.run(stop)
+                relay_for(settings, url).run(stop),
+                retention.run(stop),
+                erasure.run(stop),
+                expiry.run(stop),
             )
         finally:
             await db.close()

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     argon2_parallelism: int = Field(default=1, ge=1)
     public_base_url: str = "http://127.0.0.1:8000"
 
+    # Orders: how long stock is held for an unpaid order, and how often the sweep that
+    # expires unpaid orders (and releases their stock) runs.
+    order_reservation_minutes: float = Field(default=15.0, gt=0)
+    order_expiry_sweep_seconds: float = Field(default=30.0, gt=0)
+
     # Outgoing mail: SMTP when a host is set, otherwise written under `data_dir/mail`.
     smtp_host: str | None = None
     smtp_port: int = 587

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -16,3 +27,20 @@ NAMING_CONVENTION = {
 def schema_metadata(schema: str) -> MetaData:
     """The metadata a context declares its tables on: its own schema, shared names."""
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+
+
+def idempotency_table(metadata: MetaData) -> Table:
+    """Stored answers to unsafe requests, by (caller, Idempotency-Key): a context that
+    takes such requests declares one in its own schema (see core/idempotency.py)."""
+    return Table(
+        "idempotency_keys",
+        metadata,
+        Column("owner", Text, primary_key=True),
+        Column("key", Text, primary_key=True),
+        Column("fingerprint", LargeBinary, nullable=False),
+        Column("status_code", SmallInteger, nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Index(f"ix_{metadata.schema}_idempotency_keys_created_at", "created_at"),
+    )

@@ -7,6 +7,12 @@ from sqlalchemy import MetaData
 from mercato.catalog.models import metadata as catalog_metadata
 from mercato.events.models import metadata as events_metadata
 from mercato.identity.models import metadata as identity_metadata
+from mercato.orders.models import metadata as orders_metadata
 
-SCHEMAS = ("catalog", "events", "identity")
-target_metadata: list[MetaData] = [catalog_metadata, events_metadata, identity_metadata]
+SCHEMAS = ("catalog", "events", "identity", "orders")
+target_metadata: list[MetaData] = [
+    catalog_metadata,
+    events_metadata,
+    identity_metadata,
+    orders_metadata,
+]

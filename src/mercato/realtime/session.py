@@ -16,7 +16,7 @@ from mercato.core.security import Principal
 from mercato.events import oldest_retained_position
 from mercato.realtime import protocol
 from mercato.realtime.hub import StreamHub
-from mercato.realtime.topics import MAX_TOPICS, is_valid_topic
+from mercato.realtime.topics import MAX_TOPICS, is_valid_topic, refused_topics
 
 log = structlog.get_logger("mercato.realtime")
 _messages: TypeAdapter[Any] = TypeAdapter(protocol.ClientMessage)
@@ -142,6 +142,10 @@ class StreamSession:
             return
         if len(self.topics | set(message.topics)) > MAX_TOPICS:
             await self._error("TOO_MANY_TOPICS", f"at most {MAX_TOPICS} topics per connection")
+            return
+        refused = await refused_topics(message.topics, self.principal, self._hub.db_reader)
+        if refused:
+            await self._error("FORBIDDEN_TOPIC", f"not allowed: {', '.join(refused[:5])}")
             return
         if message.after is not None:
             oldest = await oldest_retained_position(self._hub.db_reader)

@@ -18,10 +18,16 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response, StreamingResponse
 
 from mercato.core.access import optional_principal
-from mercato.core.errors import Conflict, ValidationFailed
+from mercato.core.errors import Conflict, Forbidden, ValidationFailed
 from mercato.events import oldest_retained_position
 from mercato.realtime.hub import StreamHub
-from mercato.realtime.topics import MAX_TOPICS, is_valid_topic, matching_topic, topics_of
+from mercato.realtime.topics import (
+    MAX_TOPICS,
+    is_valid_topic,
+    matching_topic,
+    refused_topics,
+    topics_of,
+)
 from mercato.realtime.visibility import visible_to
 
 
@@ -66,6 +72,9 @@ async def sse_stream(request: Request, params: Annotated[SseQuery, Query()]) -> 
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else params.after
     caller = optional_principal(request)
     principal = "staff" if caller is not None and caller.can("products:write") else None
+    refused = await refused_topics(topics, caller, hub.db_reader)
+    if refused:
+        raise Forbidden(f"Not allowed: {', '.join(sorted(refused)[:5])}.")
     hub.start()
     await hub.ready.wait()
     if after is not None and after < await oldest_retained_position(hub.db_reader) - 1:

@@ -3,19 +3,50 @@
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Iterable
 from typing import Any
 
+from mercato.core.database import Executor
+from mercato.core.security import Principal
+from mercato.orders import READ_ANY_ORDER, order_owner
+
 # aggregate type → the topic that carries every event of that kind
-COLLECTIONS = {"product": "products", "inventory": "inventory", "category": "categories"}
+COLLECTIONS = {
+    "product": "products",
+    "inventory": "inventory",
+    "category": "categories",
+    "order": "orders",
+}
 
 _TOPIC = re.compile(
-    r"^(products|inventory|categories)(:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$"
+    r"^(products|inventory|categories|orders)(:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$"
 )
 MAX_TOPICS = 50
 
 
 def is_valid_topic(topic: str) -> bool:
     return bool(_TOPIC.match(topic))
+
+
+async def refused_topics(
+    topics: Iterable[str], principal: Principal | None, reader: Executor
+) -> list[str]:
+    """The topics this caller may not follow. Catalog topics are public. `orders` (every
+    order) needs `orders:read:any`; `orders:<id>` needs that or owning the order. A refusal
+    does not say whether the order exists."""
+    refused = []
+    for topic in topics:
+        collection, _, order_id = topic.partition(":")
+        if collection != "orders" or (principal is not None and principal.can(READ_ANY_ORDER)):
+            continue
+        if principal is None or not order_id:
+            refused.append(topic)
+            continue
+        owner = await order_owner(reader, uuid.UUID(order_id))
+        if owner is None or not principal.owns(owner):
+            refused.append(topic)
+    return refused
 
 
 def topics_of(event: dict[str, Any]) -> tuple[str, ...]:

@@ -1,0 +1,11 @@
+"""Orders: placing an order reserves stock through the catalog's port, prices are frozen
+on the order, and its status moves only along the state machine in rules.py.
+
+Its tables live in the `orders` schema; other contexts use only this facade.
+"""
+
+from mercato.orders.events import EVENT_PAYLOADS
+from mercato.orders.service import READ_ANY as READ_ANY_ORDER
+from mercato.orders.service import order_owner
+
+__all__ = ["EVENT_PAYLOADS", "READ_ANY_ORDER", "order_owner"]

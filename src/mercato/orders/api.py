@@ -1,0 +1,194 @@
+"""The orders context's HTTP routes. Every unsafe route needs an Idempotency-Key."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import Response
+
+from mercato.core.access import AUTHENTICATED, Access, add_route, current_principal, requires
+from mercato.core.deps import cursor_codec, database
+from mercato.core.errors import ErrorResponse, Forbidden
+from mercato.core.http import envelope
+from mercato.core.idempotency import StoredAnswer, fingerprint, idempotency_key, run_once
+from mercato.core.pagination import fingerprint as query_fingerprint
+from mercato.core.security import Principal
+from mercato.orders import repository, service
+from mercato.orders.rules import Action
+from mercato.orders.schemas import (
+    OrderCancel,
+    OrderCreate,
+    OrderEnvelope,
+    OrderListQuery,
+    OrderPage,
+)
+
+PRIVATE = {"cache-control": "no-store"}
+
+
+def _answer(order: dict[str, Any], status: int = 200) -> StoredAnswer:
+    headers = {**PRIVATE, "etag": f'"{order["version"]}"'}
+    if status == 201:
+        headers["location"] = f"/api/v1/orders/{order['id']}"
+    return StoredAnswer(status, orjson.dumps(envelope(order)), headers)
+
+
+def _customer(request: Request) -> Principal:
+    principal = current_principal(request)
+    if principal.kind != "user":
+        raise Forbidden("Orders are placed by people; API keys cannot place them.")
+    return principal
+
+
+async def _idempotent(request: Request, principal: Principal, body: Any, action: Any) -> Response:
+    return await run_once(
+        database(request),
+        table=repository.IDEMPOTENCY_TABLE,
+        owner=f"{principal.kind}:{principal.subject_id}",
+        key=idempotency_key(request),
+        request_fingerprint=fingerprint(request.method, request.url.path, body),
+        action=action,
+    )
+
+
+async def place_order(request: Request, data: OrderCreate) -> Response:
+    principal = _customer(request)
+    minutes = request.app.state.settings.order_reservation_minutes
+
+    async def place(conn: Any) -> StoredAnswer:
+        order = await service.place_order(
+            conn, principal.subject_id, data.lines, holds_for=timedelta(minutes=minutes)
+        )
+        return _answer(order, status=201)
+
+    return await _idempotent(request, principal, data.model_dump(mode="json"), place)
+
+
+async def cancel_order(request: Request, order_id: uuid.UUID, data: OrderCancel) -> Response:
+    principal = current_principal(request)
+
+    async def cancel(conn: Any) -> StoredAnswer:
+        order = await service.change_status(
+            conn, principal, order_id, Action.CANCEL, reason=data.reason
+        )
+        return _answer(order)
+
+    return await _idempotent(request, principal, data.model_dump(mode="json"), cancel)
+
+
+async def fulfil_order(request: Request, order_id: uuid.UUID) -> Response:
+    principal = current_principal(request)
+
+    async def fulfil(conn: Any) -> StoredAnswer:
+        return _answer(await service.change_status(conn, principal, order_id, Action.FULFIL))
+
+    return await _idempotent(request, principal, None, fulfil)
+
+
+async def get_order(request: Request, order_id: uuid.UUID) -> Response:
+    order = await service.read_order(database(request).reader, current_principal(request), order_id)
+    return _answer(order).response()
+
+
+async def list_orders(request: Request, params: Annotated[OrderListQuery, Query()]) -> Response:
+    """A customer sees their own orders; staff with `orders:read:any` see everyone's."""
+    principal = current_principal(request)
+    filters: dict[str, Any] = {
+        name: getattr(params, name)
+        for name in ("status", "created_from", "created_to", "customer_id")
+        if getattr(params, name) is not None
+    }
+    if not principal.can(service.READ_ANY):
+        if "customer_id" in filters and filters["customer_id"] != principal.subject_id:
+            raise Forbidden("Only staff can list other customers' orders.")
+        filters["customer_id"] = principal.subject_id
+    if "status" in filters:
+        filters["status"] = filters["status"].value
+    codec = cursor_codec(request)
+    bound_to = query_fingerprint("orders", sorted((k, str(v)) for k, v in filters.items()))
+    before = None
+    if params.cursor:
+        created_at, order_id = codec.decode(bound_to, params.cursor)
+        before = (datetime.fromisoformat(created_at), uuid.UUID(order_id))
+    db = database(request).reader
+    rows = await repository.list_orders(db, filters=filters, before=before, limit=params.limit + 1)
+    next_cursor = None
+    if len(rows) > params.limit:
+        rows = rows[: params.limit]
+        next_cursor = codec.encode(
+            bound_to, [rows[-1]["created_at"].isoformat(), str(rows[-1]["id"])]
+        )
+    lines = await repository.lines_of(db, [row["id"] for row in rows])
+    body = envelope(
+        [service.order_json(row, lines[row["id"]]) for row in rows],
+        {"limit": params.limit, "count": len(rows), "next_cursor": next_cursor},
+    )
+    return Response(orjson.dumps(body), media_type="application/json", headers=PRIVATE)
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 429)
+}
+
+
+def register_routes(app: FastAPI, *, prefix: str) -> None:
+    def add(
+        path: str, endpoint: Any, method: str, access: Access, summary: str, **kwargs: Any
+    ) -> None:
+        add_route(
+            app,
+            prefix + path,
+            endpoint,
+            method=method,
+            access=access,
+            tags=["orders"],
+            responses=_ERRORS,
+            summary=summary,
+            **kwargs,
+        )
+
+    add(
+        "/orders",
+        place_order,
+        "POST",
+        AUTHENTICATED,
+        "Place an order (Idempotency-Key required): reserves stock, freezes prices",
+        status_code=201,
+        response_model=OrderEnvelope,
+    )
+    add(
+        "/orders",
+        list_orders,
+        "GET",
+        AUTHENTICATED,
+        "List your orders (staff: everyone's)",
+        response_model=OrderPage,
+    )
+    add(
+        "/orders/{order_id}",
+        get_order,
+        "GET",
+        AUTHENTICATED,
+        "Read an order",
+        response_model=OrderEnvelope,
+    )
+    add(
+        "/orders/{order_id}/cancel",
+        cancel_order,
+        "POST",
+        AUTHENTICATED,
+        "Cancel an order (Idempotency-Key required); its stock is released",
+        response_model=OrderEnvelope,
+    )
+    add(
+        "/orders/{order_id}/fulfil",
+        fulfil_order,
+        "POST",
+        requires("orders:write:any"),
+        "Mark a paid order fulfilled (Idempotency-Key required)",
+        response_model=OrderEnvelope,
+    )

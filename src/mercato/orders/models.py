@@ -1,0 +1,97 @@
+"""The orders context's tables, in the `orders` schema.
+
+- `orders`: one row per order; `status` moves only along the transition table in rules.py.
+  Prices are frozen on the order's lines when it is placed. `reservation_expires_at` is set
+  while stock is held for a pending payment.
+- `order_lines`: what was bought, at which price.
+- `idempotency_keys`: stored answers to unsafe order requests (core/idempotency.py).
+
+`customer_id` is the identity context's user id; no foreign key crosses the schemas.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+
+from mercato.core.tables import idempotency_table, schema_metadata
+
+SCHEMA = "orders"
+metadata = schema_metadata(SCHEMA)
+
+STATUSES = (
+    "pending_payment",
+    "paid",
+    "fulfilled",
+    "cancelled",
+    "expired",
+    "refunded",
+    "partially_refunded",
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True, server_default=func.gen_random_uuid()),
+    Column("customer_id", UUID(as_uuid=True), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("total", Numeric(12, 2), nullable=False),
+    Column("item_count", Integer, nullable=False),
+    Column("reservation_expires_at", DateTime(timezone=True)),
+    Column("cancel_reason", Text),
+    Column("version", Integer, nullable=False, server_default=text("1")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="status_known"
+    ),
+    CheckConstraint("total >= 0", name="total_not_negative"),
+    CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_code"),
+    # A customer's orders, newest first (their list and its cursor).
+    Index("ix_orders_customer_id_created_at_id", "customer_id", "created_at", "id"),
+    # Staff lists: every order, or one status, newest first.
+    Index("ix_orders_created_at_id", "created_at", "id"),
+    Index("ix_orders_status_created_at_id", "status", "created_at", "id"),
+    # The expiry sweep's queue: pending orders by deadline.
+    Index(
+        "ix_orders_reservation_expires_at_pending",
+        "reservation_expires_at",
+        postgresql_where=text("status = 'pending_payment'"),
+    ),
+)
+
+order_lines = Table(
+    "order_lines",
+    metadata,
+    Column(
+        "order_id",
+        UUID(as_uuid=True),
+        ForeignKey("orders.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("line_no", SmallInteger, primary_key=True),
+    Column("product_id", UUID(as_uuid=True), nullable=False),
+    Column("sku", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("unit_price", Numeric(12, 2), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("line_total", Numeric(12, 2), nullable=False),
+    CheckConstraint("quantity > 0", name="quantity_positive"),
+    CheckConstraint("unit_price >= 0", name="unit_price_not_negative"),
+)
+
+idempotency_keys = idempotency_table(metadata)

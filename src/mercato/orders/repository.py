@@ -1,0 +1,132 @@
+"""Every query the orders context runs: plain SQL, parameterised, on asyncpg."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from mercato.core.database import Executor
+
+ORDER_COLUMNS = (
+    "id, customer_id, status, currency, total, item_count, reservation_expires_at,"
+    " cancel_reason, version, created_at, updated_at"
+)
+LINE_COLUMNS = "order_id, line_no, product_id, sku, name, unit_price, quantity, line_total"
+IDEMPOTENCY_TABLE = "orders.idempotency_keys"
+
+
+async def insert_order(conn: Executor, fields: dict[str, Any], *, holds_for: timedelta) -> Any:
+    return await conn.fetchrow(
+        # clock_timestamp(), not now(): orders placed in one transaction (a batch import,
+        # a test) still get distinct, ordered times for the newest-first lists.
+        "INSERT INTO orders.orders (customer_id, status, currency, total, item_count,"
+        " reservation_expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5,"
+        " clock_timestamp() + $6::interval, clock_timestamp(), clock_timestamp())"
+        f" RETURNING {ORDER_COLUMNS}",
+        fields["customer_id"],
+        fields["status"],
+        fields["currency"],
+        fields["total"],
+        fields["item_count"],
+        holds_for,
+    )
+
+
+async def insert_lines(conn: Executor, order_id: uuid.UUID, lines: list[dict[str, Any]]) -> Any:
+    return await conn.fetch(
+        "INSERT INTO orders.order_lines (order_id, line_no, product_id, sku, name, unit_price,"
+        " quantity, line_total)"
+        " SELECT $1, n, p, s, nm, u, q, t FROM unnest($2::smallint[], $3::uuid[], $4::text[],"
+        " $5::text[], $6::numeric[], $7::int[], $8::numeric[]) AS l(n, p, s, nm, u, q, t)"
+        f" RETURNING {LINE_COLUMNS}",
+        order_id,
+        [line["line_no"] for line in lines],
+        [line["product_id"] for line in lines],
+        [line["sku"] for line in lines],
+        [line["name"] for line in lines],
+        [line["unit_price"] for line in lines],
+        [line["quantity"] for line in lines],
+        [line["line_total"] for line in lines],
+    )
+
+
+async def get_order(conn: Executor, order_id: uuid.UUID, *, for_update: bool = False) -> Any:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(
+        f"SELECT {ORDER_COLUMNS} FROM orders.orders WHERE id = $1{lock}", order_id
+    )
+
+
+async def lines_of(conn: Executor, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Any]]:
+    rows = await conn.fetch(
+        f"SELECT {LINE_COLUMNS} FROM orders.order_lines WHERE order_id = ANY($1::uuid[])"
+        " ORDER BY order_id, line_no",
+        order_ids,
+    )
+    grouped: dict[uuid.UUID, list[Any]] = {order_id: [] for order_id in order_ids}
+    for row in rows:
+        grouped[row["order_id"]].append(row)
+    return grouped
+
+
+async def set_status(
+    conn: Executor,
+    order_id: uuid.UUID,
+    *,
+    status: str,
+    cancel_reason: str | None = None,
+    keep_reservation: bool = False,
+) -> Any:
+    reservation = "reservation_expires_at" if keep_reservation else "NULL"
+    return await conn.fetchrow(
+        f"UPDATE orders.orders SET status = $2, cancel_reason = coalesce($3, cancel_reason),"
+        f" reservation_expires_at = {reservation}, version = version + 1, updated_at = now()"
+        f" WHERE id = $1 RETURNING {ORDER_COLUMNS}",
+        order_id,
+        status,
+        cancel_reason,
+    )
+
+
+# Filters a list may use, each a fixed fragment; values are always bound.
+LIST_FILTERS = {
+    "customer_id": "customer_id = ${}",
+    "status": "status = ${}",
+    "created_from": "created_at >= ${}",
+    "created_to": "created_at < ${}",
+}
+
+
+async def list_orders(
+    conn: Executor,
+    *,
+    filters: dict[str, Any],
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Any:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    for name, value in filters.items():
+        args.append(value)
+        clauses.append(LIST_FILTERS[name].format(len(args)))
+    if before is not None:
+        args += list(before)
+        clauses.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    return await conn.fetch(
+        f"SELECT {ORDER_COLUMNS} FROM orders.orders{where}"
+        f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
+        *args,
+    )
+
+
+async def due_for_expiry(conn: Executor, *, limit: int) -> Any:
+    return await conn.fetch(
+        "SELECT id FROM orders.orders WHERE status = 'pending_payment'"
+        " AND reservation_expires_at < now() ORDER BY reservation_expires_at LIMIT $1"
+        " FOR UPDATE SKIP LOCKED",
+        limit,
+    )

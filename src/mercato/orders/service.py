@@ -1,0 +1,201 @@
+"""Order use cases. Each runs in the caller's transaction; stock goes through the
+catalog's port, in that same transaction, so an order and its reservation commit together
+or not at all."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from mercato.catalog import StockLine, release_stock, reserve_stock
+from mercato.core.database import Database, Executor
+from mercato.core.errors import Forbidden
+from mercato.core.security import Principal
+from mercato.events import record_events
+from mercato.orders import events, repository
+from mercato.orders.errors import MixedCurrencies, OrderNotFound
+from mercato.orders.rules import HOLDS_RESERVATION, Action, Status, line_total, next_status
+from mercato.orders.schemas import LineIn
+
+READ_ANY = "orders:read:any"
+WRITE_ANY = "orders:write:any"
+EXPIRY_BATCH = 200
+
+
+def order_json(row: Any, lines: Iterable[Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "customer_id": str(row["customer_id"]),
+        "status": row["status"],
+        "currency": row["currency"],
+        "total": str(row["total"]),
+        "item_count": row["item_count"],
+        "reservation_expires_at": (
+            row["reservation_expires_at"].isoformat() if row["reservation_expires_at"] else None
+        ),
+        "cancel_reason": row["cancel_reason"],
+        "version": row["version"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+        "lines": [
+            {
+                "product_id": str(line["product_id"]),
+                "sku": line["sku"],
+                "name": line["name"],
+                "unit_price": str(line["unit_price"]),
+                "quantity": line["quantity"],
+                "line_total": str(line["line_total"]),
+            }
+            for line in lines
+        ],
+    }
+
+
+def _merged_in_request_order(lines: list[LineIn]) -> list[LineIn]:
+    quantities: dict[uuid.UUID, int] = {}
+    for line in lines:
+        quantities[line.product_id] = quantities.get(line.product_id, 0) + line.quantity
+    return [LineIn(product_id=p, quantity=q) for p, q in quantities.items()]
+
+
+async def place_order(
+    conn: Executor, customer_id: uuid.UUID, lines: list[LineIn], *, holds_for: timedelta
+) -> dict[str, Any]:
+    """Reserve stock for every line (or none), freeze the prices, and open the order."""
+    wanted = _merged_in_request_order(lines)
+    stock = [StockLine(line.product_id, line.quantity) for line in wanted]
+    reserved = {r.product_id: r for r in await reserve_stock(conn, stock)}
+    currencies = {r.currency for r in reserved.values()}
+    if len(currencies) != 1:
+        raise MixedCurrencies(
+            details=[{"field": "body.lines", "message": ", ".join(sorted(currencies))}]
+        )
+    priced: list[dict[str, Any]] = [
+        {
+            "line_no": number,
+            "product_id": line.product_id,
+            "sku": reserved[line.product_id].sku,
+            "name": reserved[line.product_id].name,
+            "unit_price": reserved[line.product_id].unit_price,
+            "quantity": line.quantity,
+            "line_total": line_total(reserved[line.product_id].unit_price, line.quantity),
+        }
+        for number, line in enumerate(wanted, start=1)
+    ]
+    order = await repository.insert_order(
+        conn,
+        {
+            "customer_id": customer_id,
+            "status": Status.PENDING_PAYMENT.value,
+            "currency": currencies.pop(),
+            "total": sum((Decimal(line["line_total"]) for line in priced), Decimal("0.00")),
+            "item_count": sum(line.quantity for line in wanted),
+        },
+        holds_for=holds_for,
+    )
+    stored = await repository.insert_lines(conn, order["id"], priced)
+    result = order_json(order, stored)
+    await record_events(conn, [events.order_event(events.ORDER_CREATED, result)])
+    return result
+
+
+async def read_order(db: Executor, principal: Principal, order_id: uuid.UUID) -> dict[str, Any]:
+    row = await repository.get_order(db, order_id)
+    _require_visible(principal, row)
+    lines = await repository.lines_of(db, [order_id])
+    return order_json(row, lines[order_id])
+
+
+async def order_owner(db: Executor, order_id: uuid.UUID) -> uuid.UUID | None:
+    """The customer an order belongs to (the streams' access check), or None."""
+    owner: uuid.UUID | None = await db.fetchval(
+        "SELECT customer_id FROM orders.orders WHERE id = $1", order_id
+    )
+    return owner
+
+
+def _require_visible(principal: Principal, row: Any) -> None:
+    if row is None or not (principal.owns(row["customer_id"]) or principal.can(READ_ANY)):
+        raise OrderNotFound()
+
+
+async def change_status(
+    conn: Executor,
+    principal: Principal | None,
+    order_id: uuid.UUID,
+    action: Action,
+    *,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """Move an order along the state machine (`principal` None: the system, e.g. expiry).
+
+    Leaving a state that holds a reservation for cancelled or expired gives the stock back;
+    cancelling a paid order gives back the sold stock too (its refund is the payments
+    context's part of the compensation)."""
+    row = await repository.get_order(conn, order_id, for_update=True)
+    if principal is not None:
+        _require_visible(principal, row)
+    elif row is None:
+        raise OrderNotFound()
+    current = Status(row["status"])
+    target = next_status(current, action)
+    if principal is not None:
+        _require_allowed(principal, current, action)
+    lines = (await repository.lines_of(conn, [order_id]))[order_id]
+    if target in RELEASES_STOCK:
+        await release_stock(conn, _stock_lines(lines))
+    return await _record_status(conn, order_id, target, lines, reason=reason)
+
+
+RELEASES_STOCK = frozenset({Status.CANCELLED, Status.EXPIRED})
+
+
+def _stock_lines(lines: Iterable[Any]) -> list[StockLine]:
+    return [StockLine(line["product_id"], line["quantity"]) for line in lines]
+
+
+async def _record_status(
+    conn: Executor, order_id: uuid.UUID, target: Status, lines: list[Any], *, reason: str | None
+) -> dict[str, Any]:
+    updated = await repository.set_status(
+        conn,
+        order_id,
+        status=target.value,
+        cancel_reason=reason,
+        keep_reservation=target in HOLDS_RESERVATION,
+    )
+    result = order_json(updated, lines)
+    await record_events(conn, [events.order_event(events.STATUS_EVENTS[target], result)])
+    return result
+
+
+def _require_allowed(principal: Principal, current: Status, action: Action) -> None:
+    if principal.can(WRITE_ANY):
+        return
+    # A customer may only cancel their own order, and only before paying for it.
+    if not (action is Action.CANCEL and current is Status.PENDING_PAYMENT):
+        raise Forbidden("Only staff can do this to an order.")
+
+
+async def expire_due_orders(db: Database, *, batch: int = EXPIRY_BATCH) -> int:
+    """Expire pending orders past their reservation deadline and release their stock.
+
+    Safe to run anywhere, any number of times: rows another sweeper holds are skipped,
+    and an order that was paid or cancelled meanwhile is no longer pending, so it is
+    never expired (releasing happens exactly once, with the status change)."""
+    expired = 0
+    while True:
+        async with db.transaction() as conn:
+            due = [row["id"] for row in await repository.due_for_expiry(conn, limit=batch)]
+            lines = await repository.lines_of(conn, due)
+            # One release for the whole batch: its product rows are locked in one ascending
+            # order, as every other stock change locks them, so sweepers cannot deadlock.
+            await release_stock(conn, _stock_lines(line for ls in lines.values() for line in ls))
+            for order_id in due:
+                await _record_status(conn, order_id, Status.EXPIRED, lines[order_id], reason=None)
+        expired += len(due)
+        if len(due) < batch:
+            return expired
