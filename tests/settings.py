@@ -16,6 +16,7 @@ def make_settings(**overrides: Any) -> Settings:
         "secret_key": "test-secret-" + "s" * 32,
         "data_keys": TEST_DATA_KEY,
         "blind_index_key": "test-blind-index-" + "b" * 32,
+        "payment_webhook_secret": "whsec_test_" + "w" * 32,
         "access_log": False,
         "log_json": True,
         "data_dir": Path(".mercato/test"),

@@ -272,6 +272,7 @@ def openapi_document() -> str:
         secret_key="x" * 32,
         data_keys="1:" + "A" * 43 + "=",
         blind_index_key="x" * 32,
+        payment_webhook_secret="whsec_" + "x" * 32,
     )
     document = create_app(settings).openapi()
     return json.dumps(document, indent=2, sort_keys=True) + "\n"

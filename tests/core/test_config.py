@@ -14,6 +14,7 @@ PRODUCTION = {
     "secret_key": STRONG,
     "data_keys": "1:" + "A" * 43 + "=",
     "blind_index_key": STRONG,
+    "payment_webhook_secret": STRONG,
 }
 
 

@@ -79,6 +79,18 @@ class Settings(BaseSettings):
     order_reservation_minutes: float = Field(default=15.0, gt=0)
     order_expiry_sweep_seconds: float = Field(default=30.0, gt=0)
 
+    # Payments: a provider speaking Stripe's PaymentIntents protocol. Without a base URL,
+    # development and tests use the local sandbox (`mercato sandbox-pay`) at this address.
+    payment_api_base: str = "http://127.0.0.1:12111"
+    payment_api_key: SecretStr = SecretStr("sk_test_sandbox")
+    payment_webhook_secret: SecretStr | None = None
+    payment_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Consecutive provider failures that open the circuit breaker, and how long it stays open.
+    payment_breaker_threshold: int = Field(default=5, ge=1)
+    payment_breaker_seconds: float = Field(default=30.0, gt=0)
+    # Payments still unsettled after this long are checked with the provider.
+    payment_reconcile_after_seconds: float = Field(default=120.0, gt=0)
+
     # Outgoing mail: SMTP when a host is set, otherwise written under `data_dir/mail`.
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -127,7 +139,13 @@ class Settings(BaseSettings):
         if self.environment is Environment.PRODUCTION:
             missing = [
                 name
-                for name in ("database_url", "secret_key", "data_keys", "blind_index_key")
+                for name in (
+                    "database_url",
+                    "secret_key",
+                    "data_keys",
+                    "blind_index_key",
+                    "payment_webhook_secret",
+                )
                 if getattr(self, name) is None
             ]
             if missing:
@@ -150,6 +168,7 @@ class Settings(BaseSettings):
             return self
         updates: dict[str, SecretStr] = {}
         generators = {
+            "payment_webhook_secret": _webhook_secret,
             "secret_key": _random_secret,
             "data_keys": _first_data_key,
             "blind_index_key": _random_secret,
@@ -162,6 +181,10 @@ class Settings(BaseSettings):
 
 def _random_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+def _webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
 
 
 def _first_data_key() -> str:

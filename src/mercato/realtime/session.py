@@ -129,6 +129,11 @@ class StreamSession:
                 raise CloseStream(protocol.CLOSE_UNAUTHENTICATED, "authentication failed")
             self.principal = principal
             await self._enqueue({"type": "authenticated", "principal": str(principal.subject_id)})
+            # A new credential may see less than the old one: drop what it may not follow.
+            dropped = await refused_topics(self.topics, principal, self._hub.db_reader)
+            if dropped:
+                self.topics.difference_update(dropped)
+                await self._error("FORBIDDEN_TOPIC", f"unsubscribed: {', '.join(dropped[:5])}")
         elif isinstance(message, protocol.Subscribe):
             await self._subscribe(message)
         elif isinstance(message, protocol.Unsubscribe):
