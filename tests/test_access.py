@@ -35,8 +35,8 @@ def test_every_route_declares_an_access_rule() -> None:
     assert missing == [], f"routes without an access rule: {missing}"
 
 
-# Writes anyone may call: each is its own credential check (a password, a one-time token
-# or a refresh token) and is rate-limited per address.
+# Writes anyone may call: each is its own credential check (a password, a one-time token,
+# a refresh token or a webhook signature) and is rate-limited per address.
 PUBLIC_WRITES = {
     "/api/v1/auth/register",
     "/api/v1/auth/verify-email",
@@ -45,6 +45,8 @@ PUBLIC_WRITES = {
     "/api/v1/auth/logout",
     "/api/v1/auth/password/forgot",
     "/api/v1/auth/password/reset",
+    # The payment provider's events: accepted only with a valid Stripe-Signature.
+    "/api/v1/payments/webhook",
 }
 
 

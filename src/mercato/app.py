@@ -39,6 +39,7 @@ from mercato.core.pagination import CursorCodec
 from mercato.core.ratelimit import FailureThrottle, RateLimiter, RateLimitMiddleware
 from mercato.core.security import PRINCIPAL_KEY
 from mercato.events import api as events_api
+from mercato.events.consumers import ConsumerRunner
 from mercato.events.relay import relay_for
 from mercato.events.retention import RetentionJob
 from mercato.identity import IdentityRuntime
@@ -48,6 +49,9 @@ from mercato.identity.jobs import ErasureJob
 from mercato.identity.tokens import ensure_signing_key
 from mercato.orders import api as orders_api
 from mercato.orders.jobs import ExpiryJob
+from mercato.payments import api as payments_api
+from mercato.payments.jobs import COMPENSATION, ReconcileJob
+from mercato.payments.stripe import StripeProvider
 from mercato.realtime import api as realtime_api
 from mercato.realtime.api import ConnectionLimits
 from mercato.realtime.hub import StreamHub
@@ -89,6 +93,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             async with db.transaction() as conn:
                 await ensure_signing_key(conn, identity.ring)
             app.state.identity = app.state.authenticator = identity
+            app.state.payment_provider = provider = payment_provider(settings)
+            resources.push_async_callback(provider.close)
             resources.push_async_callback(limiter.close)
             resources.push_async_callback(identity.mail.drain)
             registry.register(PoolCollector(db.pool_stats))
@@ -109,6 +115,15 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 sweep = timedelta(seconds=settings.order_expiry_sweep_seconds)
                 expiry = ExpiryJob(db, interval=sweep)
                 await resources.enter_async_context(_running(expiry, "order-expiry"))
+                reconcile = ReconcileJob(
+                    db,
+                    provider,
+                    older_than=timedelta(seconds=settings.payment_reconcile_after_seconds),
+                    interval=timedelta(seconds=15),
+                )
+                await resources.enter_async_context(_running(reconcile, "payment-reconcile"))
+                compensation = ConsumerRunner(db, COMPENSATION)
+                await resources.enter_async_context(_running(compensation, "compensation"))
             app.state.stream_hub = hub = StreamHub(db)
             resources.push_async_callback(hub.stop)
             log.info("started", version=__version__, environment=settings.environment.value)
@@ -193,9 +208,20 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     identity_admin_api.register_routes(app, prefix=API_PREFIX)
     catalog_api.register_routes(app, prefix=API_PREFIX)
     orders_api.register_routes(app, prefix=API_PREFIX)
+    payments_api.register_routes(app, prefix=API_PREFIX)
     events_api.register_routes(app, prefix=API_PREFIX)
     realtime_api.register_routes(app, prefix=API_PREFIX)
     return app
+
+
+def payment_provider(settings: Settings) -> StripeProvider:
+    return StripeProvider(
+        base_url=settings.payment_api_base,
+        api_key=settings.payment_api_key.get_secret_value(),
+        timeout=settings.payment_timeout_seconds,
+        breaker_threshold=settings.payment_breaker_threshold,
+        breaker_seconds=settings.payment_breaker_seconds,
+    )
 
 
 def _verified_subject(scope: Scope) -> str | None:

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mercato import event_contracts
-from mercato.app import openapi_document
+from mercato.app import openapi_document, payment_provider
 from mercato.catalog.demo_data import seed_catalog
 from mercato.cli.database import database_url
 from mercato.cli.identity import keys_app, users_app
@@ -31,10 +31,12 @@ from mercato.core.migrate import require_current_schema
 from mercato.core.observability import configure_logging
 from mercato.event_contracts import SCHEMA_DIR
 from mercato.events import repository as events_repository
+from mercato.events.consumers import ConsumerRunner
 from mercato.events.relay import relay_for
 from mercato.events.retention import RetentionJob, prune
 from mercato.identity.jobs import ErasureJob
 from mercato.orders.jobs import ExpiryJob
+from mercato.payments.jobs import COMPENSATION, ReconcileJob
 
 app = typer.Typer(help="Mercato: a commerce backend on PostgreSQL.", no_args_is_help=True)
 db_app = typer.Typer(help="Database facts and maintenance.", no_args_is_help=True)
@@ -91,8 +93,9 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 @app.command()
 def worker() -> None:
     """Run the background work: the outbox relay (one active at a time), log retention,
-    the erasure of deleted accounts and the expiry of unpaid orders."""
-    settings = Settings()
+    the erasure of deleted accounts, the expiry of unpaid orders, payment reconciliation
+    and the refund of cancelled paid orders."""
+    settings = Settings().with_local_secrets()
     configure_logging(level=settings.log_level, json=settings.log_json)
     signal.signal(signal.SIGTERM, _exit_on_signal)
 
@@ -109,6 +112,13 @@ def worker() -> None:
         erasure = ErasureJob(db, grace=grace, interval=timedelta(hours=1))
         sweep = timedelta(seconds=settings.order_expiry_sweep_seconds)
         expiry = ExpiryJob(db, interval=sweep)
+        provider = payment_provider(settings)
+        reconcile = ReconcileJob(
+            db,
+            provider,
+            older_than=timedelta(seconds=settings.payment_reconcile_after_seconds),
+            interval=timedelta(seconds=15),
+        )
         stop = asyncio.Event()
         try:
             await asyncio.gather(
@@ -116,8 +126,11 @@ def worker() -> None:
                 retention.run(stop),
                 erasure.run(stop),
                 expiry.run(stop),
+                reconcile.run(stop),
+                ConsumerRunner(db, COMPENSATION).run(stop),
             )
         finally:
+            await provider.close()
             await db.close()
 
     with database_url(settings) as url, contextlib.suppress(KeyboardInterrupt):

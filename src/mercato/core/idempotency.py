@@ -74,6 +74,56 @@ def fingerprint(*parts: Any) -> bytes:
     return digest.digest()
 
 
+async def replay(
+    conn: Executor, *, table: str, owner: str, key: str, request_fingerprint: bytes
+) -> Response | None:
+    """Inside the caller's transaction: hold the key (409 if another request does) and
+    return the stored answer (422 if it was for another request), or None to go ahead.
+    `table` is a fixed, schema-qualified name chosen by the calling context."""
+    locked = await conn.fetchval(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", f"{table}|{owner}|{key}"
+    )
+    if not locked:
+        raise IdempotencyKeyInUse()
+    stored = await conn.fetchrow(
+        f"SELECT fingerprint, status_code, headers, body FROM {table}"  # noqa: S608
+        " WHERE owner = $1 AND key = $2 AND created_at > now() - $3::interval",
+        owner,
+        key,
+        KEEP,
+    )
+    if stored is None:
+        return None
+    if stored["fingerprint"] != request_fingerprint:
+        raise IdempotencyKeyReused()
+    answer = StoredAnswer(stored["status_code"], stored["body"], stored["headers"])
+    return answer.response(replayed=True)
+
+
+async def remember(
+    conn: Executor,
+    *,
+    table: str,
+    owner: str,
+    key: str,
+    request_fingerprint: bytes,
+    answer: StoredAnswer,
+) -> None:
+    await conn.execute(
+        f"INSERT INTO {table} (owner, key, fingerprint, status_code, headers, body)"  # noqa: S608
+        " VALUES ($1, $2, $3, $4, $5, $6)"
+        " ON CONFLICT (owner, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,"
+        " status_code = EXCLUDED.status_code, headers = EXCLUDED.headers,"
+        " body = EXCLUDED.body, created_at = now()",
+        owner,
+        key,
+        request_fingerprint,
+        answer.status_code,
+        answer.headers,
+        answer.body,
+    )
+
+
 async def run_once(
     db: Database,
     *,
@@ -83,40 +133,21 @@ async def run_once(
     request_fingerprint: bytes,
     action: Callable[[Executor], Awaitable[StoredAnswer]],
 ) -> Response:
-    """Run `action` in a transaction unless this (owner, key) has an answer already.
-    `table` is a fixed, schema-qualified name chosen by the calling context."""
+    """Run `action` in one transaction with its stored answer, unless the key has one."""
     async with db.transaction() as conn:
-        locked = await conn.fetchval(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",
-            f"{table}|{owner}|{key}",
+        replayed = await replay(
+            conn, table=table, owner=owner, key=key, request_fingerprint=request_fingerprint
         )
-        if not locked:
-            raise IdempotencyKeyInUse()
-        stored = await conn.fetchrow(
-            f"SELECT fingerprint, status_code, headers, body FROM {table}"  # noqa: S608
-            " WHERE owner = $1 AND key = $2 AND created_at > now() - $3::interval",
-            owner,
-            key,
-            KEEP,
-        )
-        if stored is not None:
-            if stored["fingerprint"] != request_fingerprint:
-                raise IdempotencyKeyReused()
-            answer = StoredAnswer(stored["status_code"], stored["body"], stored["headers"])
-            return answer.response(replayed=True)
+        if replayed is not None:
+            return replayed
         answer = await action(conn)
-        await conn.execute(
-            f"INSERT INTO {table} (owner, key, fingerprint, status_code, headers, body)"  # noqa: S608
-            " VALUES ($1, $2, $3, $4, $5, $6)"
-            " ON CONFLICT (owner, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,"
-            " status_code = EXCLUDED.status_code, headers = EXCLUDED.headers,"
-            " body = EXCLUDED.body, created_at = now()",
-            owner,
-            key,
-            request_fingerprint,
-            answer.status_code,
-            answer.headers,
-            answer.body,
+        await remember(
+            conn,
+            table=table,
+            owner=owner,
+            key=key,
+            request_fingerprint=request_fingerprint,
+            answer=answer,
         )
     return answer.response()
 

@@ -5,6 +5,7 @@ own transaction. Readers of the log (the real-time streams) use `read_events` an
 positions; `NOTIFY_CHANNEL` carries the newest position after each relay batch.
 """
 
+from mercato.events.consumers import Consumer
 from mercato.events.drafts import EventDraft
 from mercato.events.repository import NOTIFY_CHANNEL
 from mercato.events.service import (
@@ -16,6 +17,7 @@ from mercato.events.service import (
 
 __all__ = [
     "NOTIFY_CHANNEL",
+    "Consumer",
     "EventDraft",
     "last_position",
     "oldest_retained_position",

@@ -8,11 +8,13 @@ from mercato.catalog.models import metadata as catalog_metadata
 from mercato.events.models import metadata as events_metadata
 from mercato.identity.models import metadata as identity_metadata
 from mercato.orders.models import metadata as orders_metadata
+from mercato.payments.models import metadata as payments_metadata
 
-SCHEMAS = ("catalog", "events", "identity", "orders")
+SCHEMAS = ("catalog", "events", "identity", "orders", "payments")
 target_metadata: list[MetaData] = [
     catalog_metadata,
     events_metadata,
     identity_metadata,
     orders_metadata,
+    payments_metadata,
 ]

@@ -5,7 +5,18 @@ Its tables live in the `orders` schema; other contexts use only this facade.
 """
 
 from mercato.orders.events import EVENT_PAYLOADS
+from mercato.orders.rules import Action as OrderAction
 from mercato.orders.service import READ_ANY as READ_ANY_ORDER
-from mercato.orders.service import order_owner
+from mercato.orders.service import WRITE_ANY as WRITE_ANY_ORDER
+from mercato.orders.service import order_owner, payable_order, settle_order, statuses
 
-__all__ = ["EVENT_PAYLOADS", "READ_ANY_ORDER", "order_owner"]
+__all__ = [
+    "EVENT_PAYLOADS",
+    "READ_ANY_ORDER",
+    "WRITE_ANY_ORDER",
+    "OrderAction",
+    "order_owner",
+    "payable_order",
+    "settle_order",
+    "statuses",
+]

@@ -17,7 +17,14 @@ from mercato.core.security import Principal
 from mercato.events import record_events
 from mercato.orders import events, repository
 from mercato.orders.errors import MixedCurrencies, OrderNotFound
-from mercato.orders.rules import HOLDS_RESERVATION, Action, Status, line_total, next_status
+from mercato.orders.rules import (
+    HOLDS_RESERVATION,
+    TRANSITIONS,
+    Action,
+    Status,
+    line_total,
+    next_status,
+)
 from mercato.orders.schemas import LineIn
 
 READ_ANY = "orders:read:any"
@@ -199,3 +206,34 @@ async def expire_due_orders(db: Database, *, batch: int = EXPIRY_BATCH) -> int:
         expired += len(due)
         if len(due) < batch:
             return expired
+
+
+# --- the port the payments context uses -------------------------------------------------
+
+
+async def payable_order(conn: Executor, principal: Principal, order_id: uuid.UUID) -> Any:
+    """The caller's own order, locked, if it can be paid now (else the reason, raised)."""
+    row = await repository.get_order(conn, order_id, for_update=True)
+    if row is None or not principal.owns(row["customer_id"]):
+        raise OrderNotFound()
+    next_status(Status(row["status"]), Action.PAY)  # 409 unless pending payment
+    return row
+
+
+async def settle_order(
+    conn: Executor, order_id: uuid.UUID, action: Action, reason: str | None
+) -> bool:
+    """Apply a payment outcome to an order, once: True if the order moved, False if it had
+    already left the state the outcome applies to (paid twice, expired meanwhile, ...)."""
+    row = await repository.get_order(conn, order_id, for_update=True)
+    if row is None or (Status(row["status"]), action) not in TRANSITIONS:
+        return False
+    await change_status(conn, None, order_id, action, reason=reason)
+    return True
+
+
+async def statuses(conn: Executor, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    rows = await conn.fetch(
+        "SELECT id, status FROM orders.orders WHERE id = ANY($1::uuid[])", order_ids
+    )
+    return {row["id"]: row["status"] for row in rows}
