@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -97,15 +96,21 @@ def worker() -> None:
     and the refund of cancelled paid orders."""
     settings = Settings().with_local_secrets()
     configure_logging(level=settings.log_level, json=settings.log_json)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
 
     async def run(url: str) -> None:
+        # SIGTERM and Ctrl-C set `stop`: every service finishes its current step and
+        # returns, and the relay's lock goes with its connection.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
         conn = await asyncpg.connect(asyncpg_dsn(url))
         try:
             await require_current_schema(conn)
         finally:
             await conn.close()
-        db = await Database.connect(url, min_size=1, max_size=2)
+        # One connection per service that may hold one at a time, plus one to spare.
+        db = await Database.connect(url, min_size=1, max_size=7)
         keep = timedelta(days=settings.event_retention_days)
         retention = RetentionJob(db, keep=keep, interval=timedelta(hours=1))
         grace = timedelta(days=settings.account_erase_after_days)
@@ -119,7 +124,6 @@ def worker() -> None:
             older_than=timedelta(seconds=settings.payment_reconcile_after_seconds),
             interval=timedelta(seconds=15),
         )
-        stop = asyncio.Event()
         try:
             await asyncio.gather(
                 relay_for(settings, url).run(stop),
@@ -133,8 +137,7 @@ def worker() -> None:
             await provider.close()
             await db.close()
 
-    with database_url(settings) as url, contextlib.suppress(KeyboardInterrupt):
-        # Runs until SIGTERM (SystemExit) or Ctrl-C; the relay's lock goes with its connection.
+    with database_url(settings) as url:
         asyncio.run(run(url))
 
 
