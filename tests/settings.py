@@ -17,6 +17,7 @@ def make_settings(**overrides: Any) -> Settings:
         "data_keys": TEST_DATA_KEY,
         "blind_index_key": "test-blind-index-" + "b" * 32,
         "payment_webhook_secret": "whsec_test_" + "w" * 32,
+        "payment_sandbox": False,
         "access_log": False,
         "log_json": True,
         "data_dir": Path(".mercato/test"),

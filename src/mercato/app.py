@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import structlog
+import uvicorn
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from prometheus_client import CollectorRegistry
@@ -55,6 +58,7 @@ from mercato.payments.stripe import StripeProvider
 from mercato.realtime import api as realtime_api
 from mercato.realtime.api import ConnectionLimits
 from mercato.realtime.hub import StreamHub
+from mercato.sandbox import create_sandbox_app
 
 log = structlog.get_logger("mercato")
 
@@ -98,6 +102,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             resources.push_async_callback(limiter.close)
             resources.push_async_callback(identity.mail.drain)
             registry.register(PoolCollector(db.pool_stats))
+            if _runs_sandbox(settings) and database is None:
+                await resources.enter_async_context(_sandbox(settings))
             if settings.relay_in_process and database is None:
                 await resources.enter_async_context(_running(relay_for(settings, db.url), "relay"))
                 retention = RetentionJob(
@@ -212,6 +218,39 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     events_api.register_routes(app, prefix=API_PREFIX)
     realtime_api.register_routes(app, prefix=API_PREFIX)
     return app
+
+
+def _runs_sandbox(settings: Settings) -> bool:
+    return settings.payment_sandbox and settings.environment is Environment.DEVELOPMENT
+
+
+@asynccontextmanager
+async def _sandbox(settings: Settings) -> AsyncIterator[None]:
+    """The local payment sandbox beside the API (development): `make run` needs no
+    provider account. With several workers, the first to bind the port runs it."""
+    address = urlsplit(settings.payment_api_base)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((address.hostname or "127.0.0.1", address.port or 80))
+    except OSError:
+        listener.close()
+        log.info("payment_sandbox_elsewhere", address=settings.payment_api_base)
+        yield
+        return
+    secret = settings.payment_webhook_secret
+    assert secret is not None, "settings.with_local_secrets() fills it"
+    webhook = f"{settings.public_base_url.rstrip('/')}{API_PREFIX}/payments/webhook"
+    sandbox = create_sandbox_app(webhook_endpoints=[(webhook, secret.get_secret_value())])
+    server = uvicorn.Server(uvicorn.Config(sandbox, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[listener]), name="mercato-payment-sandbox")
+    log.info("payment_sandbox_started", address=settings.payment_api_base)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+        listener.close()
 
 
 def payment_provider(settings: Settings) -> StripeProvider:

@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import typer
@@ -18,7 +19,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from mercato import event_contracts
+from mercato import event_contracts, sandbox
 from mercato.app import openapi_document, payment_provider
 from mercato.catalog.demo_data import seed_catalog
 from mercato.cli.database import database_url
@@ -139,6 +140,31 @@ def worker() -> None:
 
     with database_url(settings) as url:
         asyncio.run(run(url))
+
+
+@app.command("sandbox-pay")
+def sandbox_pay(
+    port: Annotated[int | None, typer.Option(help="Port (default: from payment_api_base).")] = None,
+    settle_delay: Annotated[
+        float, typer.Option(min=0, help="Seconds until pm_card_delayed payments settle.")
+    ] = 2.0,
+) -> None:
+    """Run the local payment sandbox (Stripe's PaymentIntents protocol) on its own.
+
+    Webhooks go to this installation's `/api/v1/payments/webhook`, signed with
+    `payment_webhook_secret`. `mercato serve` already runs it in development; use this
+    when the API runs elsewhere or in another mode."""
+    settings = Settings().with_local_secrets()
+    address = urlsplit(settings.payment_api_base)
+    secret = settings.payment_webhook_secret
+    assert secret is not None, "settings.with_local_secrets() fills it"
+    sandbox.main(
+        port or address.port or 12111,
+        f"{settings.public_base_url.rstrip('/')}/api/v1/payments/webhook",
+        secret.get_secret_value(),
+        host=address.hostname or "127.0.0.1",
+        settle_delay=settle_delay,
+    )
 
 
 @events_app.command("prune")

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     # Consecutive provider failures that open the circuit breaker, and how long it stays open.
     payment_breaker_threshold: int = Field(default=5, ge=1)
     payment_breaker_seconds: float = Field(default=30.0, gt=0)
+    # Development only: `mercato serve` also runs the local sandbox at payment_api_base.
+    payment_sandbox: bool = True
     # Payments still unsettled after this long are checked with the provider.
     payment_reconcile_after_seconds: float = Field(default=120.0, gt=0)
 

@@ -359,7 +359,7 @@ def main(
     if webhook_url:
         secret = webhook_secret or new_id("whsec", 32)
         endpoints.append((webhook_url, secret))
-        print(f"Webhooks go to {webhook_url}, signed with {secret}")
+        print(f"Webhooks go to {webhook_url}")  # the secret is not printed: it is a secret
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(name)s: %(message)s")
     app = create_sandbox_app(webhook_endpoints=endpoints, settle_delay=settle_delay)
     uvicorn.run(app, host=host, port=port, log_level="info")
