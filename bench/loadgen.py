@@ -28,6 +28,7 @@ class WrkResult:
     server_cpu_s: float
     db_cpu_s: float
     seconds: float
+    p95_ms: float = 0.0
 
     @property
     def server_us_per_request(self) -> float:
@@ -114,6 +115,7 @@ def run_wrk(
         errors=errors,
         p50_ms=data["p50_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
+        p95_ms=data["p95_us"] / 1000,
         wrk_cpu_s=wrk_cpu,
         server_cpu_s=server_cpu,
         db_cpu_s=db_cpu,

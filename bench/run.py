@@ -12,6 +12,7 @@ starts is stopped on exit.
     .venv/bin/python bench/run.py --quick                  # 5 s runs, ~2.5 min
     .venv/bin/python bench/run.py --only-s1                # S1 alone, ~1 min
     .venv/bin/python bench/run.py --only-auth --quick      # A1 alone, ~1 min
+    .venv/bin/python bench/run.py --only-w4 --quick        # W4 alone, ~1 min
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import dataset
 import loadgen
 import report
 import stream
+import w4
 from report import WORKLOADS, Cell, Workload
 from servers import Server, launch_server, stop_server, wait_ready
 
@@ -102,6 +104,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--note", action="append", default=[], help="A note for the report.")
     parser.add_argument("--only-s1", action="store_true", help="Only S1; splice it in.")
     parser.add_argument("--only-auth", action="store_true", help="Only A1; splice it in.")
+    parser.add_argument("--only-w4", action="store_true", help="Only W4; splice it in.")
     parser.add_argument("--s1-rate", type=float, default=50.0, help="S1 events/s (50).")
     parser.add_argument("--s1-seconds", type=float, default=10.0, help="S1 send seconds (10).")
     parser.add_argument(
@@ -109,6 +112,25 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     return parser.parse_args()
+
+
+def _bench_secrets() -> dict[str, str]:
+    """The benchmark database keeps sealed keys (JWT signing keys) between runs: its
+    secrets must outlive one run, so they are kept beside the results (not committed)."""
+    path = RESULTS / "secrets.json"
+    if path.exists():
+        kept: dict[str, str] = json.loads(path.read_text())
+        return kept
+    made = {
+        "MERCATO_SECRET_KEY": _random_secret(),
+        "MERCATO_DATA_KEYS": "1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "MERCATO_BLIND_INDEX_KEY": _random_secret(),
+        "MERCATO_PAYMENT_WEBHOOK_SECRET": "whsec_" + _random_secret(),
+    }
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(made))
+    path.chmod(0o600)
+    return made
 
 
 def _random_secret(length: int = 40) -> str:
@@ -133,9 +155,7 @@ class Bench:
             **base,
             "DATABASE_URL": database_url,
             "MERCATO_ENVIRONMENT": "production",
-            "MERCATO_SECRET_KEY": _random_secret(),
-            "MERCATO_DATA_KEYS": "1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-            "MERCATO_BLIND_INDEX_KEY": _random_secret(),
+            **_bench_secrets(),
             "MERCATO_ACCESS_LOG": "true",
             # Every request still passes the rate limiter; the limits are raised so that
             # the generator, one client address, is not refused.
@@ -193,6 +213,23 @@ class Bench:
                 wrk=self.wrk,
                 seconds=min(self.plan.seconds, 10.0),
                 repeats=max(2, min(self.plan.repeats, 4)),
+            )
+        finally:
+            self.stop_all()
+
+    def w4(self) -> w4.W4Run:
+        print("\n== W4 place order")
+        app, _ = self.start(1)
+        try:
+            return w4.run_w4(
+                app=app,
+                url=self.database_url,
+                env=self.app_env,
+                results=RESULTS,
+                wrk=self.wrk,
+                seconds=min(self.plan.seconds, 10.0),
+                repeats=max(2, min(self.plan.repeats, 3)),
+                cpus=self.generator_cpus,
             )
         finally:
             self.stop_all()
@@ -285,6 +322,26 @@ def only_s1(args: argparse.Namespace, bench: Bench) -> None:
     print(f"\nwrote the S1 section of {args.output}")
 
 
+def only_w4(bench: Bench, output: Path) -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_interrupt)
+    try:
+        run = bench.w4()
+    finally:
+        handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+        bench.stop_all()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    print()
+    print(report.console(w4.HEADER, w4.w4_rows(run)))
+    section = w4.w4_section(run, report.table)
+    when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {report.load_average()}"
+    section[1:1] = ["", f"Measured {when} (`--only-w4`; the tables above are from their own run)."]
+    if output.exists():
+        report.splice_section(output, section)
+    print(f"\nwrote the W4 section of {output}")
+
+
 def only_auth(bench: Bench, output: Path) -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, _raise_interrupt)
@@ -334,6 +391,9 @@ def main() -> None:
     if args.only_s1:
         only_s1(args, Bench(plan, url))
         return
+    if args.only_w4:
+        only_w4(Bench(plan, url), args.output)
+        return
     if args.only_auth:
         dataset.export_data(url, RESULTS)
         only_auth(Bench(plan, url), args.output)
@@ -350,6 +410,7 @@ def main() -> None:
         for workers in plan.workers:
             results[workers] = bench.measure(workers)
         a1 = bench.auth()
+        w4_run = bench.w4()
         s1 = bench.stream(args)
     finally:
         # A second Ctrl-C must not cut the clean-up short.
@@ -390,8 +451,16 @@ def main() -> None:
     print()
     print(report.console(auth.HEADER, auth.auth_rows(a1)))
     print()
+    print(report.console(w4.HEADER, w4.w4_rows(w4_run)))
+    print()
     print(report.console(stream.S1_HEADER, stream.s1_rows(s1)))
-    extra = [*auth.auth_section(a1, report.table), "", *stream.s1_section(s1, report.table)]
+    extra = [
+        *auth.auth_section(a1, report.table),
+        "",
+        *w4.w4_section(w4_run, report.table),
+        "",
+        *stream.s1_section(s1, report.table),
+    ]
     report.write_markdown(args.output, info, results, extra)
     raw = {
         str(w): {k: dataclasses.asdict(c) for k, c in cells.items()} for w, cells in results.items()
