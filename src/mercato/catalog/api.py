@@ -25,9 +25,9 @@ from mercato.catalog.schemas import (
     ProductReadQuery,
     ProductUpdate,
 )
-from mercato.core.access import PUBLIC, Access, add_route, optional_principal, requires
+from mercato.core.access import PUBLIC, optional_principal, requires, route_adder
 from mercato.core.deps import cursor_codec, database
-from mercato.core.errors import ErrorResponse, ValidationFailed
+from mercato.core.errors import ValidationFailed
 from mercato.core.http import (
     cached_json,
     content_etag,
@@ -230,32 +230,14 @@ async def delete_category(
 
 # --- the route table --------------------------------------------------------------------
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 412, 413, 415, 422, 428)
-}
-
-
 PRODUCTS_WRITE = requires("products:write")
 CATEGORIES_WRITE = requires("categories:write")
 
 
 def register_routes(app: FastAPI, *, prefix: str) -> None:
-    # Routes go straight onto the app (no nested router): one less dispatch level per
-    # request, and `scope["route"].path` is the full template the metrics are labelled with.
-    def add(
-        path: str, endpoint: Any, method: str, access: Access, summary: str, **kwargs: Any
-    ) -> None:
-        add_route(
-            app,
-            prefix + path,
-            endpoint,
-            method=method,
-            access=access,
-            tags=["catalog"],
-            responses=_ERRORS,
-            summary=summary,
-            **kwargs,
-        )
+    add = route_adder(
+        app, prefix=prefix, tag="catalog", errors=(400, 401, 404, 409, 412, 413, 415, 422, 428)
+    )
 
     # Public reads: documented by their `*_doc` signature, served by the direct handler.
     add(

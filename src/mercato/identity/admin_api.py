@@ -10,9 +10,8 @@ import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
-from mercato.core.access import Access, add_route, current_principal, requires
+from mercato.core.access import current_principal, requires, route_adder
 from mercato.core.deps import cursor_codec, database
-from mercato.core.errors import ErrorResponse
 from mercato.core.http import envelope, expected_version
 from mercato.identity import accounts, admin, audit, repository
 from mercato.identity.api import PRIVATE, request_meta, runtime_of, user_response
@@ -206,26 +205,13 @@ async def list_audit(request: Request, params: Annotated[AuditQuery, Query()]) -
     )
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 412, 422, 428, 429)
-}
-
-
 def register_routes(app: FastAPI, *, prefix: str) -> None:
-    def add(
-        path: str, endpoint: Any, method: str, access: Access, summary: str, **kwargs: Any
-    ) -> None:
-        add_route(
-            app,
-            prefix + path,
-            endpoint,
-            method=method,
-            access=access,
-            tags=["identity admin"],
-            responses=_ERRORS,
-            summary=summary,
-            **kwargs,
-        )
+    add = route_adder(
+        app,
+        prefix=prefix,
+        tag="identity admin",
+        errors=(400, 401, 403, 404, 409, 412, 422, 428, 429),
+    )
 
     read, manage = requires("users:read"), requires("users:manage")
     add("/users", list_users, "GET", read, "List users", response_model=UserPage)

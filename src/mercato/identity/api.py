@@ -11,9 +11,15 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from mercato.core.access import AUTHENTICATED, PUBLIC, Access, add_route, current_principal
+from mercato.core.access import (
+    AUTHENTICATED,
+    PUBLIC,
+    add_route,
+    current_principal,
+    route_adder,
+)
 from mercato.core.deps import database
-from mercato.core.errors import ErrorResponse, Forbidden
+from mercato.core.errors import Forbidden
 from mercato.core.http import envelope, expected_version, json_with_etag, version_etag
 from mercato.core.observability import request_id_var
 from mercato.identity import accounts, repository, sessions
@@ -215,26 +221,10 @@ async def jwks(request: Request) -> Response:
     )
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 412, 422, 429)
-}
-
-
 def register_routes(app: FastAPI, *, prefix: str) -> None:
-    def add(
-        path: str, endpoint: Any, method: str, access: Access, summary: str, **kwargs: Any
-    ) -> None:
-        add_route(
-            app,
-            prefix + path,
-            endpoint,
-            method=method,
-            access=access,
-            tags=["identity"],
-            responses=_ERRORS,
-            summary=summary,
-            **kwargs,
-        )
+    add = route_adder(
+        app, prefix=prefix, tag="identity", errors=(400, 401, 403, 404, 409, 412, 422, 429)
+    )
 
     add(
         "/auth/register",

@@ -10,9 +10,14 @@ import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
-from mercato.core.access import AUTHENTICATED, Access, add_route, current_principal, requires
+from mercato.core.access import (
+    AUTHENTICATED,
+    current_principal,
+    requires,
+    route_adder,
+)
 from mercato.core.deps import cursor_codec, database
-from mercato.core.errors import ErrorResponse, Forbidden
+from mercato.core.errors import Forbidden
 from mercato.core.http import envelope
 from mercato.core.idempotency import StoredAnswer, fingerprint, idempotency_key, run_once
 from mercato.core.pagination import fingerprint as query_fingerprint
@@ -130,26 +135,8 @@ async def list_orders(request: Request, params: Annotated[OrderListQuery, Query(
     return Response(orjson.dumps(body), media_type="application/json", headers=PRIVATE)
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 429)
-}
-
-
 def register_routes(app: FastAPI, *, prefix: str) -> None:
-    def add(
-        path: str, endpoint: Any, method: str, access: Access, summary: str, **kwargs: Any
-    ) -> None:
-        add_route(
-            app,
-            prefix + path,
-            endpoint,
-            method=method,
-            access=access,
-            tags=["orders"],
-            responses=_ERRORS,
-            summary=summary,
-            **kwargs,
-        )
+    add = route_adder(app, prefix=prefix, tag="orders", errors=(400, 401, 403, 404, 409, 422, 429))
 
     add(
         "/orders",

@@ -16,13 +16,12 @@ from mercato.core import idempotency
 from mercato.core.access import (
     AUTHENTICATED,
     PUBLIC,
-    Access,
-    add_route,
     current_principal,
     requires,
+    route_adder,
 )
 from mercato.core.deps import database
-from mercato.core.errors import ErrorResponse, Forbidden, ValidationFailed
+from mercato.core.errors import Forbidden, ValidationFailed
 from mercato.core.http import envelope
 from mercato.core.idempotency import StoredAnswer
 from mercato.core.security import Principal
@@ -223,26 +222,10 @@ def _received(*, duplicate: bool) -> Response:
     )
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 402, 403, 404, 409, 422, 429, 503)
-}
-
-
 def register_routes(app: FastAPI, *, prefix: str) -> None:
-    def add(
-        path: str, endpoint: Any, method: str, access: Access, summary: str, **kwargs: Any
-    ) -> None:
-        add_route(
-            app,
-            prefix + path,
-            endpoint,
-            method=method,
-            access=access,
-            tags=["payments"],
-            responses=_ERRORS,
-            summary=summary,
-            **kwargs,
-        )
+    add = route_adder(
+        app, prefix=prefix, tag="payments", errors=(400, 401, 402, 403, 404, 409, 422, 429, 503)
+    )
 
     add(
         "/orders/{order_id}/payments",
