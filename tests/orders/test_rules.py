@@ -19,7 +19,8 @@ from mercato.orders.rules import (
     next_status,
 )
 
-TERMINAL = frozenset({Status.FULFILLED, Status.CANCELLED, Status.EXPIRED, Status.REFUNDED})
+# A fulfilled order may still be refunded (a return); these allow nothing at all.
+TERMINAL = frozenset({Status.CANCELLED, Status.EXPIRED, Status.REFUNDED})
 EVERY_PAIR = list(itertools.product(Status, Action))
 
 
@@ -29,6 +30,8 @@ def test_the_state_machine_is_exactly_this() -> None:
         (Status.PENDING_PAYMENT, Action.CANCEL): Status.CANCELLED,
         (Status.PENDING_PAYMENT, Action.EXPIRE): Status.EXPIRED,
         (Status.PAID, Action.FULFIL): Status.FULFILLED,
+        (Status.FULFILLED, Action.REFUND): Status.REFUNDED,
+        (Status.FULFILLED, Action.REFUND_PART): Status.PARTIALLY_REFUNDED,
         (Status.PAID, Action.CANCEL): Status.CANCELLED,
         (Status.PAID, Action.REFUND): Status.REFUNDED,
         (Status.PAID, Action.REFUND_PART): Status.PARTIALLY_REFUNDED,

@@ -8,13 +8,20 @@ from mercato.orders.events import EVENT_PAYLOADS
 from mercato.orders.rules import Action as OrderAction
 from mercato.orders.service import READ_ANY as READ_ANY_ORDER
 from mercato.orders.service import WRITE_ANY as WRITE_ANY_ORDER
-from mercato.orders.service import order_owner, payable_order, settle_order, statuses
+from mercato.orders.service import (
+    lock_order,
+    order_owner,
+    payable_order,
+    settle_order,
+    statuses,
+)
 
 __all__ = [
     "EVENT_PAYLOADS",
     "READ_ANY_ORDER",
     "WRITE_ANY_ORDER",
     "OrderAction",
+    "lock_order",
     "order_owner",
     "payable_order",
     "settle_order",

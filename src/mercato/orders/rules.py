@@ -33,6 +33,8 @@ TRANSITIONS: dict[tuple[Status, Action], Status] = {
     (Status.PENDING_PAYMENT, Action.CANCEL): Status.CANCELLED,
     (Status.PENDING_PAYMENT, Action.EXPIRE): Status.EXPIRED,
     (Status.PAID, Action.FULFIL): Status.FULFILLED,
+    (Status.FULFILLED, Action.REFUND): Status.REFUNDED,  # returns after delivery
+    (Status.FULFILLED, Action.REFUND_PART): Status.PARTIALLY_REFUNDED,
     (Status.PAID, Action.CANCEL): Status.CANCELLED,  # compensation refunds the payment
     (Status.PAID, Action.REFUND): Status.REFUNDED,
     (Status.PAID, Action.REFUND_PART): Status.PARTIALLY_REFUNDED,

@@ -232,6 +232,12 @@ async def settle_order(
     return True
 
 
+async def lock_order(conn: Executor, order_id: uuid.UUID) -> None:
+    """Lock an order's row. Payments take it before their own row, as paying does, so the
+    two contexts always lock in one order and cannot deadlock."""
+    await conn.execute("SELECT 1 FROM orders.orders WHERE id = $1 FOR UPDATE", order_id)
+
+
 async def statuses(conn: Executor, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
     rows = await conn.fetch(
         "SELECT id, status FROM orders.orders WHERE id = ANY($1::uuid[])", order_ids

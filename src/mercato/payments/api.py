@@ -21,14 +21,21 @@ from mercato.core.access import (
     route_adder,
 )
 from mercato.core.deps import database
-from mercato.core.errors import Forbidden, ValidationFailed
+from mercato.core.errors import DomainError, Forbidden, ValidationFailed
 from mercato.core.http import envelope
 from mercato.core.idempotency import StoredAnswer
+from mercato.core.observability import request_id_var
 from mercato.core.security import Principal
 from mercato.orders import READ_ANY_ORDER, WRITE_ANY_ORDER, OrderAction, order_owner, settle_order
 from mercato.payments import repository, service, signature
-from mercato.payments.errors import NothingToRefund, PaymentDeclined, PaymentNotFound
-from mercato.payments.provider import Intent, PaymentProvider
+from mercato.payments.errors import (
+    NothingToRefund,
+    OrderClosedBeforePayment,
+    PaymentDeclined,
+    PaymentInProgress,
+    PaymentNotFound,
+)
+from mercato.payments.provider import Intent, PaymentProvider, ProviderRefused
 
 log = structlog.get_logger("mercato.payments.api")
 PRIVATE = {"cache-control": "no-store"}
@@ -85,19 +92,24 @@ def _owner(principal: Principal) -> str:
 
 def _answer(payment: Any) -> StoredAnswer:
     data = service.payment_json(payment)
+    refusal: DomainError | None = None
     if payment["status"] in ("failed", "canceled"):
-        error = PaymentDeclined(
+        refusal = PaymentDeclined(
             details=[{"field": "payment_method", "message": data["failure_code"]}]
         )
+    elif payment["status"] == "refund_pending":
+        refusal = OrderClosedBeforePayment()
+    if refusal is not None:
         body = {
             "error": {
-                "code": error.code,
-                "message": error.detail_message,
-                "details": error.details,
+                "code": refusal.code,
+                "message": refusal.detail_message,
+                "details": refusal.details,
+                "request_id": request_id_var.get(),
                 "payment": data,
             }
         }
-        return StoredAnswer(402, orjson.dumps(body), PRIVATE)
+        return StoredAnswer(refusal.status, orjson.dumps(body), PRIVATE)
     status = 202 if payment["status"] in ("pending", "processing") else 201
     return StoredAnswer(status, orjson.dumps(envelope(data)), PRIVATE)
 
@@ -122,6 +134,9 @@ async def pay_order(request: Request, order_id: uuid.UUID, data: PaymentCreate) 
         payment = await service.start_payment(conn, principal, order_id, data.payment_method)
     try:
         intent = await service.call_provider(provider_of(request), payment)
+    except ProviderRefused:
+        await service.refused(db, payment["id"])
+        raise
     except Exception:
         await service.give_up_claim(db, payment["id"])
         raise
@@ -156,16 +171,21 @@ async def refund_order(request: Request, order_id: uuid.UUID, data: RefundCreate
         replayed = await idempotency.replay(conn, **key)
         if replayed is not None:
             return replayed
-        payment = await repository.open_payment_of(conn, order_id)
-    if payment is None or (
-        payment["status"] != "succeeded" and payment["status"] != "partially_refunded"
-    ):
-        raise NothingToRefund()
-    left = payment["amount"] - payment["refunded_amount"]
-    amount = data.amount if data.amount is not None else left
-    if amount > left:
-        raise ValidationFailed(details=[{"field": "body.amount", "message": f"at most {left}"}])
-    refunded = await service.refund(db, provider_of(request), payment, amount)
+        payment = await repository.refundable_payment_of(conn, order_id)
+        if payment is None:
+            raise NothingToRefund()
+        left = payment["amount"] - payment["refunded_amount"]
+        amount = data.amount if data.amount is not None else left
+        if amount > left:
+            raise ValidationFailed(details=[{"field": "body.amount", "message": f"at most {left}"}])
+        # One refund of a payment at a time: two at once would each read the same total.
+        if not await repository.claim(conn, payment["id"]):
+            raise PaymentInProgress("Another refund of this payment is in progress.")
+    try:
+        refunded = await service.refund(db, provider_of(request), payment, amount)
+    except Exception:
+        await service.give_up_claim(db, payment["id"])
+        raise
     async with db.transaction() as conn:
         full = refunded["status"] == "refunded"
         action = OrderAction.REFUND if full else OrderAction.REFUND_PART

@@ -21,6 +21,14 @@ class PaymentNotFound(NotFound):
     message = "No such payment."
 
 
+class OrderClosedBeforePayment(Conflict):
+    code = "ORDER_CLOSED_BEFORE_PAYMENT"
+    message = (
+        "The order expired or was cancelled before the payment completed; "
+        "the amount taken is being refunded."
+    )
+
+
 class NothingToRefund(Conflict):
     code = "NOTHING_TO_REFUND"
     message = "This order has no captured payment left to refund."

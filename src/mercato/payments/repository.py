@@ -49,7 +49,9 @@ async def get_payment(conn: Executor, payment_id: uuid.UUID, *, for_update: bool
 
 async def payment_by_intent(conn: Executor, intent_id: str) -> Any:
     return await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM payments.payments WHERE intent_id = $1 FOR UPDATE", intent_id
+        # Not locked here: apply_intent locks the order, then this row (one lock order).
+        f"SELECT {COLUMNS} FROM payments.payments WHERE intent_id = $1",
+        intent_id,
     )
 
 
@@ -57,6 +59,14 @@ async def open_payment_of(conn: Executor, order_id: uuid.UUID) -> Any:
     return await conn.fetchrow(
         f"SELECT {COLUMNS} FROM payments.payments WHERE order_id = $1"
         " AND status IN ('pending', 'processing', 'succeeded') FOR UPDATE",
+        order_id,
+    )
+
+
+async def refundable_payment_of(conn: Executor, order_id: uuid.UUID) -> Any:
+    return await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM payments.payments WHERE order_id = $1"
+        " AND status IN ('succeeded', 'partially_refunded') FOR UPDATE",
         order_id,
     )
 

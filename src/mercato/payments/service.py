@@ -24,14 +24,21 @@ import structlog
 
 from mercato.core.database import Database, Executor
 from mercato.core.security import Principal
-from mercato.orders import OrderAction, payable_order, settle_order
+from mercato.orders import OrderAction, lock_order, payable_order, settle_order
 from mercato.orders import statuses as order_statuses
 from mercato.payments import repository
 from mercato.payments.errors import PaymentInProgress
-from mercato.payments.provider import Intent, PaymentProvider, ProviderUnavailable
+from mercato.payments.provider import (
+    Intent,
+    PaymentProvider,
+    ProviderRefused,
+    ProviderUnavailable,
+)
 
 log = structlog.get_logger("mercato.payments")
-FINAL = frozenset({"succeeded", "failed", "canceled", "refund_pending", "refunded"})
+FINAL = frozenset(
+    {"succeeded", "failed", "canceled", "refund_pending", "refunded", "partially_refunded"}
+)
 RECONCILE_BATCH = 50
 
 
@@ -64,6 +71,13 @@ async def start_payment(
     if existing is not None:
         if existing["status"] != "pending" or not await repository.claim(conn, existing["id"]):
             raise PaymentInProgress()
+        if existing["payment_method"] != payment_method:
+            # The earlier attempt may have reached the provider (its answer lost): it is
+            # finished with its own method (retry it, or let reconciliation settle it).
+            raise PaymentInProgress(
+                "An earlier attempt with another payment method is unfinished; retry it "
+                "with the same method, or wait for it to be settled."
+            )
         return existing
     return await repository.insert_payment(
         conn,
@@ -91,6 +105,8 @@ async def call_provider(provider: PaymentProvider, payment: Any) -> Intent:
 async def apply_intent(conn: Executor, payment_id: uuid.UUID, intent: Intent) -> Any:
     """Step 3 (also webhooks and reconciliation): bring the attempt and its order to what
     the provider says. Applying the same outcome twice changes nothing."""
+    order_id = (await repository.get_payment(conn, payment_id))["order_id"]
+    await lock_order(conn, order_id)  # the order's row first, as paying takes them
     payment = await repository.get_payment(conn, payment_id, for_update=True)
     if payment["status"] in FINAL:
         return payment
@@ -114,6 +130,17 @@ async def apply_intent(conn: Executor, payment_id: uuid.UUID, intent: Intent) ->
 async def give_up_claim(db: Database, payment_id: uuid.UUID) -> None:
     async with db.transaction() as conn:
         await repository.release(conn, payment_id)
+
+
+async def refused(db: Database, payment_id: uuid.UUID) -> None:
+    """The provider refused to create the intent (a 4xx): no money moved, and the attempt
+    is over, so the customer can try again with another payment method."""
+    async with db.transaction() as conn:
+        await repository.update_payment(
+            conn,
+            payment_id,
+            {"status": "failed", "failure_code": "provider_refused", "busy_until": None},
+        )
 
 
 async def mark_refund_due(conn: Executor, order_id: uuid.UUID) -> None:
@@ -149,14 +176,21 @@ async def reconcile(
             await repository.claim(conn, row["id"])
         open_orders = await order_statuses(conn, [row["order_id"] for row in rows])
     settled = 0
-    for row in rows:
+    for number, row in enumerate(rows):
         try:
             await _settle(db, provider, row, open_orders.get(row["order_id"]))
             settled += 1
         except ProviderUnavailable:
             log.warning("reconcile_provider_unavailable", payment_id=str(row["id"]))
-            await give_up_claim(db, row["id"])
+            for unsettled in rows[number:]:  # the provider is down: try again next pass
+                await give_up_claim(db, unsettled["id"])
             break
+        except ProviderRefused:
+            log.warning("reconcile_provider_refused", payment_id=str(row["id"]))
+            if row["status"] == "pending" and row["intent_id"] is None:
+                await refused(db, row["id"])
+            else:  # a refund or lookup refused: a human must look; keep it visible
+                await give_up_claim(db, row["id"])
     return settled
 
 

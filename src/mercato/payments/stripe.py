@@ -50,8 +50,12 @@ class StripeProvider:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
             follow_redirects=False,
         )
+        # A refusal (4xx) says the request was wrong, not that the provider is unwell:
+        # it must not let one caller's bad input pause payments for everyone.
         self._breakers = AsyncCircuitBreakerFactory(
-            default_threshold=breaker_threshold, default_ttl=breaker_seconds
+            default_threshold=breaker_threshold,
+            default_ttl=breaker_seconds,
+            exclude=[ProviderRefused],
         )
         self._attempts = attempts
 
@@ -106,7 +110,7 @@ class StripeProvider:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(initial=0.1, max=1.0),
+            wait=wait_exponential_jitter(multiplier=0.1, max=1.0, jitter=0.1),
             retry=retry_if_exception_type(_Transient),
             reraise=True,
         )
