@@ -24,6 +24,7 @@ def make_settings(**overrides: Any) -> Settings:
         "rate_limit_anonymous": "100000/minute",
         "rate_limit_authenticated": "100000/minute",
         "rate_limit_sensitive": "100000/minute",
+        "webhook_allowed_networks": ["127.0.0.0/8"],
     }
     values.update(overrides)
     return Settings(**values)

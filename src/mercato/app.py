@@ -41,6 +41,7 @@ from mercato.core.observability import HttpMetrics, PoolCollector, configure_log
 from mercato.core.pagination import CursorCodec
 from mercato.core.ratelimit import FailureThrottle, RateLimiter, RateLimitMiddleware
 from mercato.core.security import PRINCIPAL_KEY
+from mercato.event_contracts import EVENT_PAYLOADS
 from mercato.events import api as events_api
 from mercato.events.consumers import ConsumerRunner
 from mercato.events.relay import relay_for
@@ -59,6 +60,8 @@ from mercato.realtime import api as realtime_api
 from mercato.realtime.api import ConnectionLimits
 from mercato.realtime.hub import StreamHub
 from mercato.sandbox import create_sandbox_app
+from mercato.webhooks import DeliveryJob, WebhookRuntime
+from mercato.webhooks import api as webhooks_api
 
 log = structlog.get_logger("mercato")
 
@@ -101,6 +104,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             resources.push_async_callback(provider.close)
             resources.push_async_callback(limiter.close)
             resources.push_async_callback(identity.mail.drain)
+            app.state.webhooks = webhooks = WebhookRuntime.from_settings(
+                settings, event_types=webhook_event_types()
+            )
+            resources.push_async_callback(webhooks.close)
             registry.register(PoolCollector(db.pool_stats))
             if _runs_sandbox(settings) and database is None:
                 await resources.enter_async_context(_sandbox(settings))
@@ -130,6 +137,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 await resources.enter_async_context(_running(reconcile, "payment-reconcile"))
                 compensation = ConsumerRunner(db, COMPENSATION)
                 await resources.enter_async_context(_running(compensation, "compensation"))
+                webhook_delivery = DeliveryJob(db, settings)
+                await resources.enter_async_context(_running(webhook_delivery, "webhooks"))
             app.state.stream_hub = hub = StreamHub(db)
             resources.push_async_callback(hub.stop)
             log.info("started", version=__version__, environment=settings.environment.value)
@@ -217,7 +226,13 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     payments_api.register_routes(app, prefix=API_PREFIX)
     events_api.register_routes(app, prefix=API_PREFIX)
     realtime_api.register_routes(app, prefix=API_PREFIX)
+    webhooks_api.register_routes(app, prefix=API_PREFIX)
     return app
+
+
+def webhook_event_types() -> frozenset[str]:
+    """What webhooks may subscribe to: every event type with a published contract."""
+    return frozenset(event_type for event_type, _version in EVENT_PAYLOADS)
 
 
 def _runs_sandbox(settings: Settings) -> bool:

@@ -15,9 +15,9 @@ import httpx
 import orjson
 import pytest
 
+from mercato.core.crypto import DataKeyRing, UndecryptableValue, version_of
 from mercato.identity import IdentityRuntime
 from mercato.identity.accounts import SEALED_FIELDS, open_fields
-from mercato.identity.crypto import DataKeyRing, UndecryptableValue, version_of
 from mercato.identity.jobs import (
     erase_deleted_accounts,
     prune_spent_tokens,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mercato.identity.crypto import (
+from mercato.core.crypto import (
     HEADER_BYTES,
     NONCE_BYTES,
     BlindIndex,

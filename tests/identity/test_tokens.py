@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 from jwt.algorithms import OKPAlgorithm
 
+from mercato.core.crypto import UndecryptableValue
 from mercato.core.errors import Unauthenticated
 from mercato.identity import IdentityRuntime
 from mercato.identity import tokens as tokens_module
-from mercato.identity.crypto import UndecryptableValue
 from mercato.identity.tokens import (
     LEEWAY_SECONDS,
     AccessTokens,

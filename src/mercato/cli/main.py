@@ -26,6 +26,7 @@ from mercato.cli.database import database_url
 from mercato.cli.identity import keys_app, users_app
 from mercato.core import migrate as migrations
 from mercato.core.config import Settings
+from mercato.core.crypto import DataKeyRing
 from mercato.core.database import Database, asyncpg_dsn
 from mercato.core.migrate import require_current_schema
 from mercato.core.observability import configure_logging
@@ -37,6 +38,8 @@ from mercato.events.retention import RetentionJob, prune
 from mercato.identity.jobs import ErasureJob
 from mercato.orders.jobs import ExpiryJob
 from mercato.payments.jobs import COMPENSATION, ReconcileJob
+from mercato.webhooks import DeliveryJob
+from mercato.webhooks.service import reseal_secrets
 
 app = typer.Typer(help="Mercato: a commerce backend on PostgreSQL.", no_args_is_help=True)
 db_app = typer.Typer(help="Database facts and maintenance.", no_args_is_help=True)
@@ -49,6 +52,8 @@ schema_app = typer.Typer(help="Data contracts: event schemas.", no_args_is_help=
 app.add_typer(schema_app, name="schema")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+webhooks_app = typer.Typer(help="Outbound webhooks.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
 console = Console()
 
 
@@ -93,8 +98,8 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 @app.command()
 def worker() -> None:
     """Run the background work: the outbox relay (one active at a time), log retention,
-    the erasure of deleted accounts, the expiry of unpaid orders, payment reconciliation
-    and the refund of cancelled paid orders."""
+    the erasure of deleted accounts, the expiry of unpaid orders, payment reconciliation,
+    the refund of cancelled paid orders and webhook delivery."""
     settings = Settings().with_local_secrets()
     configure_logging(level=settings.log_level, json=settings.log_json)
 
@@ -110,8 +115,9 @@ def worker() -> None:
             await require_current_schema(conn)
         finally:
             await conn.close()
-        # One connection per service that may hold one at a time, plus one to spare.
-        db = await Database.connect(url, min_size=1, max_size=7)
+        # One connection per service that may hold one at a time, plus one to spare (the
+        # webhook delivery holds one only for short transactions, never while sending).
+        db = await Database.connect(url, min_size=1, max_size=8)
         keep = timedelta(days=settings.event_retention_days)
         retention = RetentionJob(db, keep=keep, interval=timedelta(hours=1))
         grace = timedelta(days=settings.account_erase_after_days)
@@ -133,6 +139,7 @@ def worker() -> None:
                 expiry.run(stop),
                 reconcile.run(stop),
                 ConsumerRunner(db, COMPENSATION).run(stop),
+                DeliveryJob(db, settings).run(stop),
             )
         finally:
             await provider.close()
@@ -274,6 +281,27 @@ def schema_events(
         console.print("publish a new schema version instead of changing this one")
         raise typer.Exit(1)
     console.print(f"wrote {len(event_contracts.live_schemas())} schemas to {directory}")
+
+
+@webhooks_app.command("reseal")
+def webhooks_reseal() -> None:
+    """Re-seal webhook signing secrets under the newest data key (after adding one to
+    MERCATO_DATA_KEYS and `mercato keys rotate-data`, before dropping the old key)."""
+    settings = Settings().with_local_secrets()
+    assert settings.data_keys is not None, "settings.with_local_secrets() fills it"
+    ring = DataKeyRing.parse(settings.data_keys.get_secret_value())
+
+    async def run(url: str) -> int:
+        db = await Database.connect(url, min_size=1, max_size=1)
+        try:
+            await require_current_schema(db.reader)
+            return await reseal_secrets(db, ring)
+        finally:
+            await db.close()
+
+    with database_url(settings) as url:
+        count = asyncio.run(run(url))
+    console.print(f"re-sealed the secrets of {count} webhook subscriptions")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -93,6 +94,23 @@ class Settings(BaseSettings):
     # Payments still unsettled after this long are checked with the provider.
     payment_reconcile_after_seconds: float = Field(default=120.0, gt=0)
 
+    # Outbound webhooks. Each attempt has this timeout (connect, and each read); a failing
+    # event is retried with exponential backoff and full jitter (base, cap) up to
+    # `webhook_max_attempts`, then its subscription is paused. At most
+    # `webhook_max_response_bytes` of an answer are read. `webhook_concurrency`
+    # subscriptions are delivered at once per process.
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_backoff_seconds: float = Field(default=1.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=3_600.0, gt=0)
+    webhook_max_response_bytes: int = Field(default=65_536, ge=0, le=1_048_576)
+    webhook_concurrency: int = Field(default=10, ge=1, le=100)
+    # The attempts log keeps this many days.
+    webhook_log_days: float = Field(default=30.0, gt=0)
+    # The SSRF guard refuses receivers at any non-global address (private, loopback,
+    # link-local, …) unless it lies in one of these CIDRs, e.g. "10.20.0.0/16".
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = []
+
     # Outgoing mail: SMTP when a host is set, otherwise written under `data_dir/mail`.
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -130,11 +148,22 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, values: dict[str, object]) -> dict[str, object]:
-        for key in ("cors_allow_origins", "trusted_proxies"):
+        for key in ("cors_allow_origins", "trusted_proxies", "webhook_allowed_networks"):
             raw = values.get(key)
             if isinstance(raw, str):
                 values[key] = [item.strip() for item in raw.split(",") if item.strip()]
         return values
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks_parse(cls, networks: list[str]) -> list[str]:
+        # A typo must stop the start, not silently refuse (or allow) deliveries later.
+        for network in networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{network!r} is not a CIDR network") from exc
+        return networks
 
     @model_validator(mode="after")
     def require_production_secrets(self) -> Settings:

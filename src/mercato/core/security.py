@@ -30,6 +30,7 @@ PERMISSIONS: dict[str, str] = {
     "audit:read": "Read the security audit log.",
     "events:read": "Read the event log.",
     "metrics:read": "Scrape Prometheus metrics.",
+    "webhooks:manage": "Manage webhook subscriptions, read and replay their deliveries.",
 }
 
 PrincipalKind = Literal["user", "api_key"]

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from mercato.core.crypto import DataKeyRing, version_of
 from mercato.core.database import Database, Executor
 from mercato.identity import audit, repository
 from mercato.identity.accounts import open_fields, seal_fields
 from mercato.identity.audit import SYSTEM
-from mercato.identity.crypto import DataKeyRing, version_of
 from mercato.identity.runtime import IdentityRuntime
 from mercato.identity.tokens import signing_key_context
 

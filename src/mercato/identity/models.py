@@ -1,7 +1,7 @@
 """The identity context's tables, in the `identity` schema.
 
 - `users`: one row per account. Names, phone, address and the email itself are sealed
-  with a data key (see crypto.py); `email_index` is the keyed hash that makes the address
+  with a data key (see core/crypto.py); `email_index` is the keyed hash that makes the address
   unique and searchable. Bumping `session_version` ends every access token issued before.
 - `roles`, `user_roles`: permissions (`resource:action`) grouped into roles.
 - `refresh_tokens`: hashes only; `family_id` ties a login's successive tokens together so

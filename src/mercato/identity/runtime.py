@@ -13,13 +13,13 @@ import uuid
 from datetime import timedelta
 
 from mercato.core.config import Settings
+from mercato.core.crypto import BlindIndex, DataKeyRing
 from mercato.core.database import Database
 from mercato.core.errors import Unauthenticated
 from mercato.core.mail import Mailer
 from mercato.core.ratelimit import FailureThrottle
 from mercato.core.security import Principal
 from mercato.identity import repository
-from mercato.identity.crypto import BlindIndex, DataKeyRing
 from mercato.identity.notices import MailQueue
 from mercato.identity.passwords import Passwords
 from mercato.identity.roles import effective_permissions

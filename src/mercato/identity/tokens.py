@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.algorithms import OKPAlgorithm
 
+from mercato.core.crypto import DataKeyRing
 from mercato.core.database import Executor
 from mercato.core.errors import Unauthenticated
 from mercato.identity import repository
-from mercato.identity.crypto import DataKeyRing
 
 ALGORITHM = "EdDSA"
 LEEWAY_SECONDS = 5

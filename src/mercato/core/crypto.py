@@ -1,4 +1,7 @@
-"""Personal data at rest: AES-256-GCM under versioned data keys, and a keyed email index.
+"""Secrets at rest: AES-256-GCM under versioned data keys, and a keyed email index.
+
+Identity seals personal data and token-signing keys with it; webhooks seal their
+subscriptions' signing secrets. One key ring (`MERCATO_DATA_KEYS`) serves both.
 
 A sealed value is `b"\\x01" || key version (2 bytes) || nonce (12) || ciphertext+tag`.
 The version travels with the value, so a key ring can hold old keys while
