@@ -118,19 +118,21 @@ def _bench_secrets() -> dict[str, str]:
     """The benchmark database keeps sealed keys (JWT signing keys) between runs: its
     secrets must outlive one run, so they are kept beside the results (not committed)."""
     path = RESULTS / "secrets.json"
-    if path.exists():
-        kept: dict[str, str] = json.loads(path.read_text())
-        return kept
-    made = {
-        "MERCATO_SECRET_KEY": _random_secret(),
-        "MERCATO_DATA_KEYS": "1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-        "MERCATO_BLIND_INDEX_KEY": _random_secret(),
-        "MERCATO_PAYMENT_WEBHOOK_SECRET": "whsec_" + _random_secret(),
+    kept: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    wanted = {
+        "MERCATO_SECRET_KEY": _random_secret,
+        "MERCATO_DATA_KEYS": lambda: "1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "MERCATO_BLIND_INDEX_KEY": _random_secret,
+        "MERCATO_PAYMENT_WEBHOOK_SECRET": lambda: "whsec_" + _random_secret(),
+        "MERCATO_PAYMENT_API_KEY": lambda: "sk_test_bench_" + _random_secret(),
     }
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(made))
-    path.chmod(0o600)
-    return made
+    missing = {name: make() for name, make in wanted.items() if name not in kept}
+    if missing:
+        kept.update(missing)
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(kept))
+        path.chmod(0o600)
+    return kept
 
 
 def _random_secret(length: int = 40) -> str:

@@ -128,6 +128,7 @@ async def _customers(url: str, env: dict[str, str], results: Path) -> list[str]:
         data_keys=env["MERCATO_DATA_KEYS"],
         blind_index_key=env["MERCATO_BLIND_INDEX_KEY"],
         payment_webhook_secret=env["MERCATO_PAYMENT_WEBHOOK_SECRET"],
+        payment_api_key=env["MERCATO_PAYMENT_API_KEY"],
     )
     db = await Database.connect(url, min_size=1, max_size=2)
     try:

@@ -191,6 +191,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 ),
                 identify=_verified_subject,
                 trusted_proxies=settings.trusted_proxies,
+                exempt_paths=frozenset({f"{API_PREFIX}/payments/webhook"}),
             )
         )
     middleware.append(Middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes))

@@ -55,3 +55,9 @@ def test_development_secrets_are_generated_once_and_kept(tmp_path: Path) -> None
         assert (tmp_path / name).stat().st_mode & 0o077 == 0
     assert first.data_keys is not None
     assert first.data_keys.get_secret_value().startswith("1:")
+
+
+def test_production_refuses_the_sandbox_payment_key() -> None:
+    with pytest.raises(ValidationError, match="payment_api_key"):
+        Settings(**PRODUCTION)
+    Settings(**PRODUCTION, payment_api_key="sk_live_" + "k" * 24)

@@ -54,12 +54,14 @@ def make_app(
     authenticated: str = "8/minute",
     sensitive: str = "2/minute",
     trusted_proxies: Sequence[str] = ("127.0.0.1",),
+    exempt_paths: frozenset[str] = frozenset(),
 ) -> Starlette:
     return Starlette(
         routes=[
             Route("/api/v1/items", _ok),
             Route(LOGIN, _ok, methods=["POST"]),
             Route("/health/live", _ok),
+            Route("/hooks", _ok, methods=["POST"]),
         ],
         middleware=[
             Middleware(
@@ -76,6 +78,7 @@ def make_app(
                 sensitive_paths=frozenset({LOGIN}),
                 identify=_identify,
                 trusted_proxies=list(trusted_proxies),
+                exempt_paths=exempt_paths,
             ),
         ],
     )
@@ -305,3 +308,18 @@ async def test_failure_throttle_is_shared_through_redis(
     assert await other.retry_after("account:abc") == 2
     await other.reset("account:abc")
     assert await one.retry_after("account:abc") is None
+
+
+async def test_exempt_paths_are_never_counted_or_refused() -> None:
+    app = make_app(
+        RateLimiter.create(None), anonymous="2/minute", exempt_paths=frozenset({"/hooks"})
+    )
+    async with http(app) as client:
+        hooks = [await client.post("/hooks") for _ in range(5)]
+        assert [r.status_code for r in hooks] == [200] * 5
+        assert "ratelimit-limit" not in hooks[0].headers
+        assert [(await client.get("/api/v1/items")).status_code for _ in range(3)] == [
+            200,
+            200,
+            429,
+        ]

@@ -187,6 +187,8 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name} must be at least 32 characters in production")
             if "*" in self.cors_allow_origins:
                 raise ValueError("a wildcard CORS origin is refused in production")
+            if self.payment_api_key.get_secret_value() == "sk_test_sandbox":
+                raise ValueError("production needs the payment provider's own payment_api_key")
         return self
 
     def with_local_secrets(self) -> Settings:

@@ -194,6 +194,7 @@ class RateLimitMiddleware:
         sensitive_paths: frozenset[str],
         identify: Callable[[Scope], str | None],
         trusted_proxies: list[str],
+        exempt_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.limiter = limiter
@@ -205,9 +206,16 @@ class RateLimitMiddleware:
         self.sensitive_paths = sensitive_paths
         self.identify = identify
         self.trusted = TrustedProxies(trusted_proxies)
+        # Callers that prove themselves another way and must not be refused in a burst
+        # (the payment provider's signed webhooks).
+        self.exempt_paths = exempt_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/health"):
+        if (
+            scope["type"] != "http"
+            or scope["path"].startswith("/health")
+            or scope["path"] in self.exempt_paths
+        ):
             await self.app(scope, receive, send)
             return
         address = client_ip(scope, self.trusted)
