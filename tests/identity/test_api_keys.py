@@ -158,18 +158,15 @@ async def test_a_key_acts_within_its_scopes_only(
     assert_error(response, 403, "FORBIDDEN")
 
 
-async def test_a_key_cannot_mint_a_broader_key(
-    client: httpx.AsyncClient, admin: dict[str, str]
-) -> None:
-    """A key that may manage keys still cannot hand out what it was not given, even when
-    its owner holds it."""
+async def test_a_key_cannot_mint_keys(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    """Even with `api_keys:manage`, a key cannot create keys: one that could would outlive
+    its own expiry and revocation through the keys it made."""
     manager = (await create_key(client, admin, ["api_keys:manage"]))["key"]
-    response = await client.post(
-        KEYS, json={"name": "wider", "scopes": ["users:manage"]}, headers=as_bearer(manager)
-    )
-    assert_error(response, 403, "PERMISSION_NOT_HELD")
-    same = await create_key(client, as_bearer(manager), ["api_keys:manage"])
-    assert same["scopes"] == ["api_keys:manage"]
+    for scopes in (["users:manage"], ["api_keys:manage"]):
+        response = await client.post(
+            KEYS, json={"name": "minted", "scopes": scopes}, headers=as_bearer(manager)
+        )
+        assert_error(response, 403, "FORBIDDEN")
 
 
 async def test_a_key_cannot_carry_a_scope_its_creator_lacks(

@@ -168,3 +168,30 @@ async def test_events_for_unknown_intents_are_acknowledged(client: httpx.AsyncCl
     )
     assert (await deliver(client, body)).json() == {"received": True, "duplicate": False}
     assert (await deliver(client, b"not json")).status_code == 422
+
+
+async def test_a_charge_for_an_attempt_closed_without_an_answer_is_refunded(
+    client: httpx.AsyncClient, admin: dict[str, str], customer: TestUser, conn: asyncpg.Connection
+) -> None:
+    """The provider charged, but its answer and webhook were late: we had closed the
+    attempt (order closed meanwhile). The late success must turn into a refund."""
+    _, payment = await pending_payment(client, admin, customer, conn)
+    await conn.execute(
+        "UPDATE payments.payments SET intent_id = NULL, status = 'pending' WHERE id = $1",
+        payment["id"],
+    )
+    await repository.fail_unanswered(conn, payment["id"], failure_code="order_closed")
+    closed = await repository.get_payment(conn, payment["id"])
+    assert closed["status"] == "canceled"
+    late = event("payment_intent.succeeded", {**dict(payment), "intent_id": "pi_late"}, "succeeded")
+    assert (await deliver(client, late)).status_code == 200
+    stored = await repository.get_payment(conn, payment["id"])
+    assert (stored["status"], stored["intent_id"]) == ("refund_pending", "pi_late")
+
+
+async def test_closing_an_unanswered_attempt_never_overwrites_an_outcome(
+    client: httpx.AsyncClient, admin: dict[str, str], customer: TestUser, conn: asyncpg.Connection
+) -> None:
+    _, payment = await pending_payment(client, admin, customer, conn)  # processing
+    await repository.fail_unanswered(conn, payment["id"], failure_code="provider_refused")
+    assert (await repository.get_payment(conn, payment["id"]))["status"] == "processing"

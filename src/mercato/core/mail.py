@@ -136,7 +136,11 @@ class SmtpMailer:
                     await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
                     continue
                 log.warning("mail.failed", **fields, **context)
-                reason = f"mail to {context['to_domain']} failed, attempt {attempt}: {error}"
+                # Not `str(error)`: SMTP errors quote the full recipient address.
+                reason = (
+                    f"mail to {context['to_domain']} failed, attempt {attempt}: "
+                    f"{type(error).__name__} {code or ''}".rstrip()
+                )
                 raise MailDeliveryFailed(reason, permanent=not transient, code=code) from error
             log.info("mail.sent", attempts=attempt, **context)
             return

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from mercato.core.database import Executor
-from mercato.core.errors import PreconditionFailed, ValidationFailed
+from mercato.core.errors import PreconditionFailed, TooManyAttempts, ValidationFailed
 from mercato.core.mail import Message
 from mercato.events import EventDraft, record_events
 from mercato.identity import audit, events, repository
@@ -245,9 +245,7 @@ async def change_password(
     row = await repository.get_user(conn, user_id, for_update=True)
     if row is None:
         raise UserNotFound()
-    verdict = await runtime.passwords.verify(row["password_hash"], data.current_password)
-    if not verdict.ok:
-        raise InvalidCredentials("The current password is incorrect.")
+    await confirm_password(runtime, row, data.current_password)
     await _set_password(conn, runtime, row, data.new_password, field="body.new_password")
     await audit.record(conn, "password.changed", meta=meta, actor_id=user_id, subject_id=user_id)
     return [password_changed_mail(open_fields(runtime, row)["email"])]
@@ -319,9 +317,17 @@ async def delete_account(
 
 
 async def confirm_password(runtime: IdentityRuntime, row: Any, password: str) -> None:
+    """Check a signed-in user's password (changing it, deleting the account), with the
+    login's lockout: a stolen access token must not become a password-guessing oracle."""
+    key = f"confirm:account:{row['id']}"
+    wait = await runtime.throttle.retry_after(key)
+    if wait is not None:
+        raise TooManyAttempts(retry_after=wait)
     verdict = await runtime.passwords.verify(row["password_hash"], password)
     if not verdict.ok:
+        await runtime.throttle.record_failure(key)
         raise InvalidCredentials("The password is incorrect.")
+    await runtime.throttle.reset(key)
 
 
 async def create_administrator(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mercato.core.database import Executor
+from mercato.core.errors import Forbidden
 from mercato.core.security import Principal
 from mercato.events import record_events
 from mercato.identity import audit, events, repository
@@ -177,6 +178,9 @@ async def create_api_key(
     conn: Executor, data: ApiKeyCreate, *, actor: Principal, meta: RequestMeta
 ) -> tuple[Any, str]:
     """The new key's row and its secret, which exists only in this answer."""
+    if actor.kind != "user":
+        # A key minting keys could outlive its own expiry and revocation.
+        raise Forbidden("API keys are created by people, not by other API keys.")
     scopes = validate_permissions(data.scopes)
     _require_held(actor, set(scopes))
     prefix = secrets.token_hex(6)

@@ -43,7 +43,16 @@ from mercato.identity.schemas import (
 REGISTERED = "If this address can receive mail, a message with the next step is on its way."
 RESET_SENT = "If an account uses this address, a reset link is on its way."
 
-SENSITIVE_PATHS = ("/auth/register", "/auth/login", "/auth/password/forgot", "/auth/password/reset")
+# Unsafe requests to these paths also count against the strict per-address limit: each
+# checks a password or sends mail. (`/me` covers deleting the account, which does both.)
+SENSITIVE_PATHS = (
+    "/auth/register",
+    "/auth/login",
+    "/auth/password/forgot",
+    "/auth/password/reset",
+    "/me/password",
+    "/me",
+)
 
 
 def runtime_of(request: Request) -> IdentityRuntime:

@@ -12,7 +12,7 @@ import asyncio
 
 import structlog
 
-from mercato.core.mail import Mailer, Message
+from mercato.core.mail import MailDeliveryFailed, Mailer, Message
 
 log = structlog.get_logger("mercato.identity.mail")
 
@@ -31,6 +31,9 @@ class MailQueue:
     async def _deliver(self, message: Message) -> None:
         try:
             await self._mailer.send(message)
+        except MailDeliveryFailed as failure:
+            # No traceback: the chained SMTP error quotes the recipient's full address.
+            log.warning("mail_not_delivered", subject=message.subject, reason=str(failure))
         except Exception:
             log.exception("mail_not_delivered", subject=message.subject)
 

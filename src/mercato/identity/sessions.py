@@ -64,6 +64,21 @@ async def start_session(
     return Session(user_id, access.token, access.expires_in, refresh, expires_at)
 
 
+# Attempts on one account, whatever their outcome and however many addresses send them:
+# the lockout counts failures only once each verification ends, so without this cap a
+# burst of parallel guesses would all pass the lock check before the first one fails.
+ATTEMPTS_PER_ACCOUNT = "10/10 seconds"
+
+
+async def check_attempt_allowed(runtime: IdentityRuntime, account_key: str, *others: str) -> None:
+    wait = await runtime.throttle.retry_after(account_key, *others)
+    if wait is not None:
+        raise TooManyAttempts(retry_after=wait)
+    decision = await runtime.throttle.limiter.hit(ATTEMPTS_PER_ACCOUNT, "attempts", account_key)
+    if not decision.allowed:
+        raise TooManyAttempts(retry_after=decision.reset_after)
+
+
 def _throttle_keys(runtime: IdentityRuntime, email: str, meta: RequestMeta) -> tuple[str, str]:
     account = runtime.blind_index.email(email).hex()[:32]
     return f"login:account:{account}", f"login:ip:{meta.ip or 'unknown'}"
@@ -73,9 +88,7 @@ async def login(
     db: Database, runtime: IdentityRuntime, email: str, password: str, meta: RequestMeta
 ) -> Session:
     keys = _throttle_keys(runtime, email, meta)
-    wait = await runtime.throttle.retry_after(*keys)
-    if wait is not None:
-        raise TooManyAttempts(retry_after=wait)
+    await check_attempt_allowed(runtime, *keys)
     row = await repository.find_user_by_email(db.reader, runtime.blind_index.email(email))
     verdict = await runtime.passwords.verify_or_burn(
         row["password_hash"] if row is not None else None, password

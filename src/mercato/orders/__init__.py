@@ -10,6 +10,7 @@ from mercato.orders.service import READ_ANY as READ_ANY_ORDER
 from mercato.orders.service import WRITE_ANY as WRITE_ANY_ORDER
 from mercato.orders.service import (
     lock_order,
+    lock_order_status,
     order_owner,
     payable_order,
     settle_order,
@@ -22,6 +23,7 @@ __all__ = [
     "WRITE_ANY_ORDER",
     "OrderAction",
     "lock_order",
+    "lock_order_status",
     "order_owner",
     "payable_order",
     "settle_order",

@@ -108,6 +108,8 @@ async def list_orders(request: Request, params: Annotated[OrderListQuery, Query(
         if getattr(params, name) is not None
     }
     if not principal.can(service.READ_ANY):
+        if principal.kind != "user":
+            raise Forbidden("An API key lists orders only with the orders:read:any scope.")
         if "customer_id" in filters and filters["customer_id"] != principal.subject_id:
             raise Forbidden("Only staff can list other customers' orders.")
         filters["customer_id"] = principal.subject_id

@@ -235,7 +235,15 @@ async def settle_order(
 async def lock_order(conn: Executor, order_id: uuid.UUID) -> None:
     """Lock an order's row. Payments take it before their own row, as paying does, so the
     two contexts always lock in one order and cannot deadlock."""
-    await conn.execute("SELECT 1 FROM orders.orders WHERE id = $1 FOR UPDATE", order_id)
+    await lock_order_status(conn, order_id)
+
+
+async def lock_order_status(conn: Executor, order_id: uuid.UUID) -> str | None:
+    """`lock_order`, answering the order's status (None: no such order)."""
+    status: str | None = await conn.fetchval(
+        "SELECT status FROM orders.orders WHERE id = $1 FOR UPDATE", order_id
+    )
+    return status
 
 
 async def statuses(conn: Executor, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:

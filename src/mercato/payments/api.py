@@ -26,7 +26,14 @@ from mercato.core.http import envelope
 from mercato.core.idempotency import StoredAnswer
 from mercato.core.observability import request_id_var
 from mercato.core.security import Principal
-from mercato.orders import READ_ANY_ORDER, WRITE_ANY_ORDER, OrderAction, order_owner, settle_order
+from mercato.orders import (
+    READ_ANY_ORDER,
+    WRITE_ANY_ORDER,
+    OrderAction,
+    lock_order_status,
+    order_owner,
+    settle_order,
+)
 from mercato.payments import repository, service, signature
 from mercato.payments.errors import (
     NothingToRefund,
@@ -171,6 +178,9 @@ async def refund_order(request: Request, order_id: uuid.UUID, data: RefundCreate
         replayed = await idempotency.replay(conn, **key)
         if replayed is not None:
             return replayed
+        order_status = await lock_order_status(conn, order_id)
+        if order_status in ("cancelled", "expired"):
+            raise NothingToRefund("This order was closed; its payment is refunded automatically.")
         payment = await repository.refundable_payment_of(conn, order_id)
         if payment is None:
             raise NothingToRefund()
@@ -182,11 +192,14 @@ async def refund_order(request: Request, order_id: uuid.UUID, data: RefundCreate
         if not await repository.claim(conn, payment["id"]):
             raise PaymentInProgress("Another refund of this payment is in progress.")
     try:
-        refunded = await service.refund(db, provider_of(request), payment, amount)
+        refunded_amount = await service.refund_at_provider(provider_of(request), payment, amount)
     except Exception:
         await service.give_up_claim(db, payment["id"])
         raise
+    # The payment, the order and the stored answer change together: a retry after a crash
+    # either finds the answer or repeats the same provider refund (same key), never a new one.
     async with db.transaction() as conn:
+        refunded = await service.record_refund(conn, payment["id"], refunded_amount)
         full = refunded["status"] == "refunded"
         action = OrderAction.REFUND if full else OrderAction.REFUND_PART
         await settle_order(conn, order_id, action, None)

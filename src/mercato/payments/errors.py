@@ -29,6 +29,12 @@ class OrderClosedBeforePayment(Conflict):
     )
 
 
+class UnpayableAmount(DomainError):
+    code = "PAYMENT_AMOUNT_UNSUPPORTED"
+    status = 422
+    message = "This order's total cannot be charged (free, or beyond the provider's limit)."
+
+
 class NothingToRefund(Conflict):
     code = "NOTHING_TO_REFUND"
     message = "This order has no captured payment left to refund."

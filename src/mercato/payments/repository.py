@@ -104,6 +104,20 @@ async def release(conn: Executor, payment_id: uuid.UUID) -> None:
     await conn.execute("UPDATE payments.payments SET busy_until = NULL WHERE id = $1", payment_id)
 
 
+async def fail_unanswered(conn: Executor, payment_id: uuid.UUID, *, failure_code: str) -> None:
+    """Close an attempt that never had an answer from the provider (and only such one:
+    an outcome that arrived meanwhile is not overwritten)."""
+    status = "canceled" if failure_code == "order_closed" else "failed"
+    await conn.execute(
+        "UPDATE payments.payments SET status = $2, failure_code = $3, busy_until = NULL,"
+        " version = version + 1, updated_at = now()"
+        " WHERE id = $1 AND status = 'pending' AND intent_id IS NULL",
+        payment_id,
+        status,
+        failure_code,
+    )
+
+
 async def record_webhook(conn: Executor, event_id: str, event_type: str) -> bool:
     """True the first time this provider event is seen."""
     status = await conn.execute(

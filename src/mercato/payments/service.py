@@ -27,7 +27,7 @@ from mercato.core.security import Principal
 from mercato.orders import OrderAction, lock_order, payable_order, settle_order
 from mercato.orders import statuses as order_statuses
 from mercato.payments import repository
-from mercato.payments.errors import PaymentInProgress
+from mercato.payments.errors import PaymentInProgress, UnpayableAmount
 from mercato.payments.provider import (
     Intent,
     PaymentProvider,
@@ -42,8 +42,38 @@ FINAL = frozenset(
 RECONCILE_BATCH = 50
 
 
-def minor_units(amount: Decimal) -> int:
-    return int((amount * 100).to_integral_value())
+# Currencies whose smallest unit is not a hundredth (ISO 4217 exponents, as Stripe uses).
+ZERO_DECIMAL = frozenset(
+    {
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    }
+)
+THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+MAX_MINOR = 2**31 - 1  # the provider's and our column's bound
+
+
+def minor_units(amount: Decimal, currency: str) -> int:
+    """The amount in the currency's smallest unit (yen for JPY, fils for KWD, cents else)."""
+    exponent = 0 if currency in ZERO_DECIMAL else 3 if currency in THREE_DECIMAL else 2
+    minor = int((amount * 10**exponent).to_integral_value())
+    if not 0 < minor <= MAX_MINOR:
+        raise UnpayableAmount(details=[{"field": "total", "message": f"{amount} {currency}"}])
+    return minor
 
 
 def payment_json(row: Any) -> dict[str, Any]:
@@ -84,7 +114,7 @@ async def start_payment(
         {
             "order_id": order_id,
             "customer_id": principal.subject_id,
-            "amount": minor_units(order["total"]),
+            "amount": minor_units(order["total"], order["currency"]),
             "currency": order["currency"],
             "payment_method": payment_method,
         },
@@ -109,6 +139,11 @@ async def apply_intent(conn: Executor, payment_id: uuid.UUID, intent: Intent) ->
     await lock_order(conn, order_id)  # the order's row first, as paying takes them
     payment = await repository.get_payment(conn, payment_id, for_update=True)
     if payment["status"] in FINAL:
+        if _charged_after_giving_up(payment, intent):
+            # We closed this attempt without an answer, but the provider did charge:
+            # the money goes back (the reconciliation job refunds it).
+            refund_due = {"intent_id": intent.id, "status": "refund_pending", "busy_until": None}
+            return await repository.update_payment(conn, payment_id, refund_due)
         return payment
     changes: dict[str, Any] = {"intent_id": intent.id, "busy_until": None}
     if intent.status == "succeeded":
@@ -127,64 +162,78 @@ async def apply_intent(conn: Executor, payment_id: uuid.UUID, intent: Intent) ->
     return await repository.update_payment(conn, payment_id, changes)
 
 
+def _charged_after_giving_up(payment: Any, intent: Intent) -> bool:
+    return (
+        intent.status == "succeeded"
+        and payment["intent_id"] is None
+        and payment["status"] in ("failed", "canceled")
+    )
+
+
 async def give_up_claim(db: Database, payment_id: uuid.UUID) -> None:
     async with db.transaction() as conn:
         await repository.release(conn, payment_id)
 
 
 async def refused(db: Database, payment_id: uuid.UUID) -> None:
-    """The provider refused to create the intent (a 4xx): no money moved, and the attempt
-    is over, so the customer can try again with another payment method."""
+    """The provider refused to create the intent (a 4xx other than a decline): no money
+    moved, and the attempt is over, so the customer can try another payment method.
+    Only an attempt still waiting for its first answer is closed this way."""
     async with db.transaction() as conn:
-        await repository.update_payment(
-            conn,
-            payment_id,
-            {"status": "failed", "failure_code": "provider_refused", "busy_until": None},
-        )
+        await repository.fail_unanswered(conn, payment_id, failure_code="provider_refused")
 
 
 async def mark_refund_due(conn: Executor, order_id: uuid.UUID) -> None:
     """An order that was paid has been cancelled: its money goes back (compensation)."""
-    payment = await repository.open_payment_of(conn, order_id)
-    if payment is not None and payment["status"] == "succeeded":
+    payment = await repository.refundable_payment_of(conn, order_id)
+    if payment is not None:
         await repository.update_payment(conn, payment["id"], {"status": "refund_pending"})
 
 
-async def refund(db: Database, provider: PaymentProvider, payment: Any, amount: int) -> Any:
-    """Give back `amount` (minor units) of a captured payment: one provider call (outside
-    any transaction), then one update. The key names the cumulative amount, so a retry of
-    this refund repeats it at the provider instead of refunding twice."""
+async def refund_at_provider(provider: PaymentProvider, payment: Any, amount: int) -> int:
+    """Give back `amount` (minor units) of a captured payment; returns what was refunded.
+    The key names the cumulative amount: a retry after a crash, before our records were
+    updated, repeats the same refund at the provider instead of refunding again."""
     key = f"mercato-refund-{payment['id']}-{payment['refunded_amount'] + amount}"
     result = await provider.refund(payment["intent_id"], amount=amount, idempotency_key=key)
-    async with db.transaction() as conn:
-        current = await repository.get_payment(conn, payment["id"], for_update=True)
-        refunded = max(current["refunded_amount"], payment["refunded_amount"] + result.amount)
-        status = "refunded" if refunded >= current["amount"] else "partially_refunded"
-        return await repository.update_payment(
-            conn, payment["id"], {"refunded_amount": refunded, "status": status, "busy_until": None}
-        )
+    return result.amount
+
+
+async def record_refund(conn: Executor, payment_id: uuid.UUID, amount: int) -> Any:
+    """In the caller's transaction (with the order's change and the stored answer)."""
+    current = await repository.get_payment(conn, payment_id, for_update=True)
+    refunded = min(current["amount"], current["refunded_amount"] + amount)
+    if refunded >= current["amount"]:
+        status = "refunded"
+    elif current["status"] == "refund_pending":
+        status = "refund_pending"  # compensation still owes the rest
+    else:
+        status = "partially_refunded"
+    changes = {"refunded_amount": refunded, "status": status, "busy_until": None}
+    return await repository.update_payment(conn, payment_id, changes)
 
 
 async def reconcile(
     db: Database, provider: PaymentProvider, *, older_than: timedelta, batch: int = RECONCILE_BATCH
 ) -> int:
     """Settle attempts whose outcome never arrived (lost webhook, crash, timeout) and
-    perform due refunds. Provider calls use each attempt's own keys: safe to repeat."""
+    perform due refunds. Each attempt is claimed just before its provider call, so a slow
+    batch never outlives its claims; provider calls reuse each attempt's own keys."""
     async with db.transaction() as conn:
         rows = await repository.unsettled(conn, older_than=older_than, limit=batch)
-        for row in rows:
-            await repository.claim(conn, row["id"])
         open_orders = await order_statuses(conn, [row["order_id"] for row in rows])
     settled = 0
-    for number, row in enumerate(rows):
+    for row in rows:
+        async with db.transaction() as conn:
+            if not await repository.claim(conn, row["id"]):
+                continue  # another instance has it
         try:
             await _settle(db, provider, row, open_orders.get(row["order_id"]))
             settled += 1
         except ProviderUnavailable:
             log.warning("reconcile_provider_unavailable", payment_id=str(row["id"]))
-            for unsettled in rows[number:]:  # the provider is down: try again next pass
-                await give_up_claim(db, unsettled["id"])
-            break
+            await give_up_claim(db, row["id"])
+            break  # the provider is down: the rest waits for the next pass
         except ProviderRefused:
             log.warning("reconcile_provider_refused", payment_id=str(row["id"]))
             if row["status"] == "pending" and row["intent_id"] is None:
@@ -198,16 +247,16 @@ async def _settle(
     db: Database, provider: PaymentProvider, row: Any, order_status: str | None
 ) -> None:
     if row["status"] == "refund_pending":
-        await refund(db, provider, row, row["amount"] - row["refunded_amount"])
+        refunded = await refund_at_provider(provider, row, row["amount"] - row["refunded_amount"])
+        async with db.transaction() as conn:
+            await record_refund(conn, row["id"], refunded)
         return
     if row["intent_id"] is None and order_status != "pending_payment":
-        # The provider never answered and the order has closed: do not charge now.
+        # No answer ever came and the order has closed: do not charge now. Should the
+        # first request have charged after all, its webhook (retried by the provider for
+        # days) finds this attempt closed and turns it into a refund (apply_intent).
         async with db.transaction() as conn:
-            await repository.update_payment(
-                conn,
-                row["id"],
-                {"status": "canceled", "failure_code": "order_closed", "busy_until": None},
-            )
+            await repository.fail_unanswered(conn, row["id"], failure_code="order_closed")
         return
     intent = await (
         provider.retrieve(row["intent_id"]) if row["intent_id"] else call_provider(provider, row)

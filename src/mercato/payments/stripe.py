@@ -121,7 +121,9 @@ class StripeProvider:
                 except httpx.TransportError as exc:  # refused, reset, timed out, dropped
                     log.warning("payment_provider_unreachable", path=path, error=type(exc).__name__)
                     raise _Transient(str(exc)) from exc
-                if response.status_code >= 500 or response.status_code == 429:
+                if response.status_code >= 500 or response.status_code in (409, 429):
+                    # 409: the same key is still being processed (e.g. after our timeout):
+                    # the outcome is unknown, never "refused".
                     log.warning("payment_provider_error", path=path, status=response.status_code)
                     raise _Transient(f"HTTP {response.status_code}")
                 return _body(response)
@@ -143,6 +145,10 @@ def _body(response: httpx.Response) -> dict[str, Any]:
         return intent
     if response.status_code >= 400:
         error = body.get("error", {})
+        if error.get("type") == "idempotency_error":
+            # Our key was seen with other parameters: the first request's outcome is
+            # unknown here, so the attempt must stay open, not be closed as refused.
+            raise _Transient("idempotency_error")
         raise ProviderRefused(
             details=[{"field": error.get("param"), "message": str(error.get("message", ""))[:200]}]
         )
