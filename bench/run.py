@@ -209,6 +209,8 @@ class Bench:
         try:
             return auth.run_auth(
                 app=app,
+                url=self.database_url,
+                results=RESULTS,
                 mercato=self.mercato,
                 env=self.app_env,
                 cwd=ROOT,

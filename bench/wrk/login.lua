@@ -1,15 +1,18 @@
--- Logins: POST /api/v1/auth/login with the benchmark account's credentials.
--- Usage: BENCH_EMAIL=... BENCH_PASSWORD=... wrk -s login.lua URL -- <unused data file>
+-- Logins: POST /api/v1/auth/login, a random benchmark account each time (they share one
+-- password; every account has its own attempt cap, so the load is spread over many).
+-- Usage: BENCH_PASSWORD=... wrk -s login.lua URL -- <file of account emails>
 dofile(debug.getinfo(1, "S").source:sub(2):match("(.*/)") .. "common.lua")
 
-local body
+local emails
+local password
 
 function init(args)
-  body = string.format(
-    '{"email":"%s","password":"%s"}', os.getenv("BENCH_EMAIL"), os.getenv("BENCH_PASSWORD")
-  )
+  emails = load_lines(args[1])
+  password = os.getenv("BENCH_PASSWORD")
+  seed_random()
 end
 
 function request()
+  local body = string.format('{"email":"%s","password":"%s"}', pick(emails), password)
   return wrk.format("POST", "/api/v1/auth/login", { ["Content-Type"] = "application/json" }, body)
 end
