@@ -27,10 +27,12 @@ import signal
 import string
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import auth
 import dataset
@@ -306,67 +308,35 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def only_s1(args: argparse.Namespace, bench: Bench) -> None:
+def only_one(
+    bench: Bench,
+    output: Path,
+    *,
+    flag: str,
+    measure: Callable[[], Any],
+    header: list[str],
+    rows: Callable[[Any], list[list[str]]],
+    section: Callable[[Any, Callable[[list[str], list[list[str]]], str]], list[str]],
+) -> None:
+    """One workload alone (`--only-...`): measure, print, and splice its section into the
+    report, leaving the other sections from their own run."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, _raise_interrupt)
     try:
-        s1 = bench.stream(args)
+        run = measure()
     finally:
         handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
         bench.stop_all()
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
     print()
-    print(report.console(stream.S1_HEADER, stream.s1_rows(s1)))
-    section = stream.s1_section(s1, report.table)
+    print(report.console(header, rows(run)))
+    lines = section(run, report.table)
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {report.load_average()}"
-    section[1:1] = ["", f"Measured {when} (`--only-s1`; the tables above are from their own run)."]
-    if args.output.exists():
-        report.splice_section(args.output, section)
-    print(f"\nwrote the S1 section of {args.output}")
-
-
-def only_w4(bench: Bench, output: Path) -> None:
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _raise_interrupt)
-    try:
-        run = bench.w4()
-    finally:
-        handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
-        bench.stop_all()
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-    print()
-    print(report.console(w4.HEADER, w4.w4_rows(run)))
-    section = w4.w4_section(run, report.table)
-    when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {report.load_average()}"
-    section[1:1] = ["", f"Measured {when} (`--only-w4`; the tables above are from their own run)."]
+    lines[1:1] = ["", f"Measured {when} (`{flag}`; the tables above are from their own run)."]
     if output.exists():
-        report.splice_section(output, section)
-    print(f"\nwrote the W4 section of {output}")
-
-
-def only_auth(bench: Bench, output: Path) -> None:
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _raise_interrupt)
-    try:
-        a1 = bench.auth()
-    finally:
-        handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
-        bench.stop_all()
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-    print()
-    print(report.console(auth.HEADER, auth.auth_rows(a1)))
-    section = auth.auth_section(a1, report.table)
-    when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {report.load_average()}"
-    section[1:1] = [
-        "",
-        f"Measured {when} (`--only-auth`; the tables above are from their own run).",
-    ]
-    if output.exists():
-        report.splice_section(output, section)
-    print(f"\nwrote the A1 section of {output}")
+        report.splice_section(output, lines)
+    print(f"\nwrote the {lines[0].removeprefix('## ')} section of {output}")
 
 
 def main() -> None:
@@ -393,14 +363,41 @@ def main() -> None:
         seed=not (args.skip_seed or args.only_s1),
     )
     if args.only_s1:
-        only_s1(args, Bench(plan, url))
+        bench = Bench(plan, url)
+        only_one(
+            bench,
+            args.output,
+            flag="--only-s1",
+            measure=lambda: bench.stream(args),
+            header=stream.S1_HEADER,
+            rows=stream.s1_rows,
+            section=stream.s1_section,
+        )
         return
     if args.only_w4:
-        only_w4(Bench(plan, url), args.output)
+        bench = Bench(plan, url)
+        only_one(
+            bench,
+            args.output,
+            flag="--only-w4",
+            measure=bench.w4,
+            header=w4.HEADER,
+            rows=w4.w4_rows,
+            section=w4.w4_section,
+        )
         return
     if args.only_auth:
         dataset.export_data(url, RESULTS)
-        only_auth(Bench(plan, url), args.output)
+        bench = Bench(plan, url)
+        only_one(
+            bench,
+            args.output,
+            flag="--only-auth",
+            measure=bench.auth,
+            header=auth.HEADER,
+            rows=auth.auth_rows,
+            section=auth.auth_section,
+        )
         return
     data = dataset.export_data(url, RESULTS)
     dataset.write_open_loop_paths(RESULTS)

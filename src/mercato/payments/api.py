@@ -93,8 +93,17 @@ def provider_of(request: Request) -> PaymentProvider:
     return provider
 
 
-def _owner(principal: Principal) -> str:
-    return f"{principal.kind}:{principal.subject_id}"
+def _idempotency_scope(
+    request: Request, principal: Principal, *request_parts: Any
+) -> dict[str, Any]:
+    """Where a payment request's answer is stored: this context's table, the caller, the
+    Idempotency-Key, and what makes two requests the same."""
+    return {
+        "table": repository.IDEMPOTENCY_TABLE,
+        "owner": f"{principal.kind}:{principal.subject_id}",
+        "key": idempotency.idempotency_key(request),
+        "request_fingerprint": idempotency.fingerprint(*request_parts),
+    }
 
 
 def _answer(payment: Any) -> StoredAnswer:
@@ -128,12 +137,7 @@ async def pay_order(request: Request, order_id: uuid.UUID, data: PaymentCreate) 
     if principal.kind != "user":
         raise Forbidden("Orders are paid by their customers.")
     db = database(request)
-    key: dict[str, Any] = {
-        "table": repository.IDEMPOTENCY_TABLE,
-        "owner": _owner(principal),
-        "key": idempotency.idempotency_key(request),
-        "request_fingerprint": idempotency.fingerprint("pay", order_id, data.payment_method),
-    }
+    key = _idempotency_scope(request, principal, "pay", order_id, data.payment_method)
     async with db.transaction() as conn:
         replayed = await idempotency.replay(conn, **key)
         if replayed is not None:
@@ -168,12 +172,7 @@ async def list_payments(request: Request, order_id: uuid.UUID) -> Response:
 async def refund_order(request: Request, order_id: uuid.UUID, data: RefundCreate) -> Response:
     principal = current_principal(request)
     db = database(request)
-    key: dict[str, Any] = {
-        "table": repository.IDEMPOTENCY_TABLE,
-        "owner": _owner(principal),
-        "key": idempotency.idempotency_key(request),
-        "request_fingerprint": idempotency.fingerprint("refund", order_id, data.amount),
-    }
+    key = _idempotency_scope(request, principal, "refund", order_id, data.amount)
     async with db.transaction() as conn:
         replayed = await idempotency.replay(conn, **key)
         if replayed is not None:
