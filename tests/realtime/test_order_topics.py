@@ -267,3 +267,64 @@ async def test_authenticating_again_drops_topics_the_new_credential_may_not_foll
         await client.send({"type": "subscribe", "topics": ["products"]})
         subscribed = await client.receive()
         assert subscribed["topics"] == ["products"]
+
+
+async def test_an_open_stream_loses_what_its_credential_no_longer_allows(
+    fresh_db_url: str,
+) -> None:
+    """The credential is checked again every heartbeat: a removed role drops its topics,
+    and "log out everywhere" closes the stream."""
+    (staff,) = await _users(fresh_db_url, "staff")
+    async with (
+        serving(fresh_db_url, stream_heartbeat_seconds=0.3) as address,
+        stream_client(address) as client,
+    ):
+        await client.send({"type": "auth", "token": staff.headers["Authorization"][7:]})
+        assert (await client.receive())["type"] == "authenticated"
+        await client.subscribe(["orders", "products"])
+        async with identity_runtime(fresh_db_url) as runtime:
+            await runtime.db.reader.execute(
+                "UPDATE identity.user_roles SET role = 'customer' WHERE user_id = $1",
+                staff.id,
+            )
+        dropped = await _next_error(client)
+        assert dropped["code"] == "FORBIDDEN_TOPIC"
+        assert "orders" in dropped["message"]
+        async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+            ended = await http.post("/api/v1/auth/logout-all", headers=staff.headers)
+            assert ended.status_code == 204
+        code = await _close_code(client)
+    assert code == 4001
+
+
+async def _next_error(client: StreamClient) -> dict[str, Any]:
+    while True:
+        message = await client.receive()
+        if message.get("type") == "error":
+            return message
+
+
+async def _close_code(client: StreamClient) -> int | None:
+    try:
+        while True:
+            await client.receive()
+    except Exception:  # the server closed the connection
+        return client.connection.close_code
+
+
+async def test_an_sse_stream_ends_when_its_credential_is_revoked(fresh_db_url: str) -> None:
+    (staff,) = await _users(fresh_db_url, "staff")
+    async with (
+        serving(fresh_db_url, stream_heartbeat_seconds=0.3) as address,
+        httpx.AsyncClient(base_url=f"http://{address}", timeout=10) as http,
+        http.stream(
+            "GET", "/api/v1/stream/sse", params={"topics": "orders"}, headers=staff.headers
+        ) as stream,
+    ):
+        assert stream.status_code == 200
+        lines = stream.aiter_lines()
+        assert (await anext(lines)).startswith("retry:")
+        ended = await http.post("/api/v1/auth/logout-all", headers=staff.headers)
+        assert ended.status_code == 204
+        seen = [line async for line in lines]
+    assert "event: unauthorized" in seen

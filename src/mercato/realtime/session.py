@@ -56,6 +56,7 @@ class StreamSession:
         self.cursor: int | None = None  # last log position examined for this client
         self.sent_position = 0  # last event position handed to the socket
         self.principal: Principal | None = None
+        self._credential: str | None = None
         self._generation = 0
         self._subscribed = asyncio.Event()
 
@@ -65,6 +66,7 @@ class StreamSession:
                 tasks.create_task(self._read())
                 tasks.create_task(self._pump())
                 tasks.create_task(self._write())
+                tasks.create_task(self._recheck())
         except* WebSocketDisconnect:
             pass
         except* CloseStream as group:
@@ -127,18 +129,37 @@ class StreamSession:
             principal = await self._authenticate(message.token)
             if principal is None:
                 raise CloseStream(protocol.CLOSE_UNAUTHENTICATED, "authentication failed")
-            self.principal = principal
+            self.principal, self._credential = principal, message.token
             await self._enqueue({"type": "authenticated", "principal": str(principal.subject_id)})
-            # A new credential may see less than the old one: drop what it may not follow.
-            dropped = await refused_topics(self.topics, principal, self._hub.db_reader)
-            if dropped:
-                self.topics.difference_update(dropped)
-                await self._error("FORBIDDEN_TOPIC", f"unsubscribed: {', '.join(dropped[:5])}")
+            await self._drop_refused_topics()
         elif isinstance(message, protocol.Subscribe):
             await self._subscribe(message)
         elif isinstance(message, protocol.Unsubscribe):
             self.topics.difference_update(message.topics)
             await self._enqueue({"type": "unsubscribed", "topics": sorted(message.topics)})
+
+    async def _drop_refused_topics(self) -> None:
+        """A new or re-checked credential may see less than before: drop what it may not
+        follow, and say so."""
+        dropped = await refused_topics(self.topics, self.principal, self._hub.db_reader)
+        if dropped:
+            self.topics.difference_update(dropped)
+            await self._error("FORBIDDEN_TOPIC", f"unsubscribed: {', '.join(dropped[:5])}")
+
+    async def _recheck(self) -> None:
+        """Every heartbeat interval, check the credential again: an expired token, a
+        logout everywhere, a deleted account or a removed role ends what it allowed."""
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            if self._credential is None:
+                continue
+            principal = await self._authenticate(self._credential)
+            if principal is None:
+                raise CloseStream(
+                    protocol.CLOSE_UNAUTHENTICATED, "the credential expired or was revoked"
+                )
+            self.principal = principal
+            await self._drop_refused_topics()
 
     async def _subscribe(self, message: protocol.Subscribe) -> None:
         unknown = [t for t in message.topics if not is_valid_topic(t)]

@@ -9,6 +9,7 @@ flow control: the server keeps no per-client buffer beyond the socket's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -18,7 +19,8 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response, StreamingResponse
 
 from mercato.core.access import optional_principal
-from mercato.core.errors import Conflict, Forbidden, ValidationFailed
+from mercato.core.errors import Conflict, Forbidden, Unauthenticated, ValidationFailed
+from mercato.core.security import bearer_credential
 from mercato.events import oldest_retained_position
 from mercato.realtime.hub import StreamHub
 from mercato.realtime.topics import (
@@ -83,11 +85,30 @@ async def sse_stream(request: Request, params: Annotated[SseQuery, Query()]) -> 
     if not state.stream_limits.admit(client):
         raise TooManyConnections()
     heartbeat = state.settings.stream_heartbeat_seconds
+    credential = bearer_credential(request.scope) if caller is not None else None
+
+    async def still_allowed() -> bool:
+        """The credential, checked again every heartbeat interval: an expired token, a
+        logout everywhere or a lost permission ends the stream (the client reconnects
+        with a fresh token and resumes from its Last-Event-ID)."""
+        if credential is None:
+            return True
+        try:
+            current = await state.authenticator.authenticate(credential)
+        except Unauthenticated:
+            return False
+        return not await refused_topics(topics, current, hub.db_reader)
 
     async def events(cursor: int) -> AsyncIterator[bytes]:
+        checked = time.monotonic()
         try:
             yield b"retry: 1000\n\n"
             while True:
+                if time.monotonic() - checked > heartbeat:
+                    if not await still_allowed():
+                        yield b"event: unauthorized\ndata: {}\n\n"
+                        return
+                    checked = time.monotonic()
                 batch = await hub.events_after(cursor, limit=500)
                 if not batch:
                     if not await hub.wait_beyond(cursor, heartbeat):
