@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from mercato.core.access import current_principal, requires, route_adder
 from mercato.core.deps import cursor_codec, database
 from mercato.core.http import envelope, expected_version
-from mercato.identity import accounts, admin, audit, repository
+from mercato.identity import accounts, admin, audit, audit_repository, repository
 from mercato.identity.api import PRIVATE, request_meta, runtime_of, user_response
 from mercato.identity.errors import RoleNotFound
 from mercato.identity.schemas import (
@@ -192,7 +192,7 @@ async def list_audit(request: Request, params: Annotated[AuditQuery, Query()]) -
     before_id = None
     if params.cursor:
         (before_id,) = codec.decode(fingerprint, params.cursor)
-    rows = await repository.list_audit(
+    rows = await audit_repository.list_audit(
         database(request).reader, filters=filters, before_id=before_id, limit=params.limit + 1
     )
     next_cursor = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mercato.core.database import Executor
-from mercato.identity import repository
+from mercato.identity import audit_repository
 
 MAX_USER_AGENT = 300
 
@@ -38,7 +38,7 @@ async def record(
     outcome: str = "success",
     details: dict[str, Any] | None = None,
 ) -> None:
-    await repository.insert_audit(
+    await audit_repository.insert_audit(
         conn,
         {
             "action": action,

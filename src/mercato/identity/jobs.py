@@ -15,7 +15,7 @@ import structlog
 
 from mercato.core.crypto import DataKeyRing, version_of
 from mercato.core.database import Database, Executor
-from mercato.identity import audit, repository
+from mercato.identity import audit, repository, signing_key_repository
 from mercato.identity.accounts import open_fields, seal_fields
 from mercato.identity.audit import SYSTEM
 from mercato.identity.runtime import IdentityRuntime
@@ -76,12 +76,14 @@ async def reseal_personal_data(runtime: IdentityRuntime, *, batch: int = BATCH) 
 
 async def _reseal_signing_keys(conn: Executor, ring: DataKeyRing) -> int:
     count = 0
-    for row in await repository.all_signing_keys(conn):
+    for row in await signing_key_repository.all_signing_keys(conn):
         context = signing_key_context(row["kid"])
         if version_of(row["private_key"]) == ring.active_version:
             continue
         private = ring.open(row["private_key"], context=context)
-        await repository.reseal_signing_key(conn, row["kid"], ring.seal(private, context=context))
+        await signing_key_repository.reseal_signing_key(
+            conn, row["kid"], ring.seal(private, context=context)
+        )
         count += 1
     return count
 

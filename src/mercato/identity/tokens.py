@@ -29,7 +29,7 @@ from jwt.algorithms import OKPAlgorithm
 from mercato.core.crypto import DataKeyRing
 from mercato.core.database import Executor
 from mercato.core.errors import Unauthenticated
-from mercato.identity import repository
+from mercato.identity import signing_key_repository
 
 ALGORITHM = "EdDSA"
 LEEWAY_SECONDS = 5
@@ -54,14 +54,16 @@ async def create_signing_key(conn: Executor, ring: DataKeyRing) -> str:
         serialization.NoEncryption(),
     )
     sealed = ring.seal(base64.b64encode(pkcs8).decode(), context=signing_key_context(kid))
-    await repository.insert_signing_key(conn, kid=kid, algorithm=ALGORITHM, jwk=jwk, sealed=sealed)
+    await signing_key_repository.insert_signing_key(
+        conn, kid=kid, algorithm=ALGORITHM, jwk=jwk, sealed=sealed
+    )
     return kid
 
 
 async def ensure_signing_key(conn: Executor, ring: DataKeyRing) -> None:
     """Create the first key if there is none (several instances may start together)."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", KEY_LOCK)
-    if await repository.active_signing_kid(conn) is None:
+    if await signing_key_repository.active_signing_kid(conn) is None:
         await create_signing_key(conn, ring)
 
 
@@ -69,8 +71,8 @@ async def rotate_signing_key(conn: Executor, ring: DataKeyRing, *, token_ttl: ti
     """Sign with a new key from now on; the old one verifies until its tokens expire."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", KEY_LOCK)
     grace = token_ttl + timedelta(seconds=LEEWAY_SECONDS + 60)
-    await repository.retire_signing_keys(conn, verify_for=grace)
-    await repository.delete_expired_signing_keys(conn)
+    await signing_key_repository.retire_signing_keys(conn, verify_for=grace)
+    await signing_key_repository.delete_expired_signing_keys(conn)
     return await create_signing_key(conn, ring)
 
 
@@ -104,7 +106,7 @@ class KeySet:
         return key
 
     async def _load(self) -> _Loaded:
-        rows = await repository.usable_signing_keys(self._reader)
+        rows = await signing_key_repository.usable_signing_keys(self._reader)
         verifying: dict[str, Ed25519PublicKey] = {}
         signing: tuple[str, Ed25519PrivateKey] | None = None
         for row in rows:
