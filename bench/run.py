@@ -18,17 +18,13 @@ starts is stopped on exit.
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
 import json
 import os
-import secrets
 import signal
-import string
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -40,6 +36,8 @@ import loadgen
 import report
 import stream
 import w4
+from bench_keys import bench_secrets
+from plan import Plan, make_plan, parse_args
 from report import WORKLOADS, Cell, Workload
 from servers import Server, launch_server, stop_server, wait_ready
 
@@ -48,98 +46,7 @@ ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 APP_PORT, REF_PORT = 8101, 8102
 PRODUCTS, CATEGORIES = 100_000, 200
-SETUP_ESTIMATE_S = 30.0  # migrate, idempotent seed, id export
-START_ESTIMATE_S = 6.0  # both servers, then the page-50 cursor walk
-S1_ESTIMATE_S = 60.0  # two subscriber counts at 10 s each, connects, drain, relay
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@dataclass(frozen=True)
-class Plan:
-    mode: str
-    seconds: float
-    warmup: float
-    repeats: int
-    open_loop_seconds: float
-    reference_open_loop: bool
-    workers: tuple[int, ...]
-    pin: bool
-
-    def estimate(self, repeats: int | None = None) -> float:
-        runs = repeats or self.repeats
-        wrk = len(WORKLOADS) * 2 * (self.warmup + 0.3 + runs * (self.seconds + 0.3))
-        loops = sum(w.open_loop for w in WORKLOADS) * (2 if self.reference_open_loop else 1)
-        per_workers = START_ESTIMATE_S + wrk + loops * (self.open_loop_seconds + 1.0)
-        return SETUP_ESTIMATE_S + len(self.workers) * per_workers + S1_ESTIMATE_S
-
-
-def make_plan(args: argparse.Namespace) -> Plan:
-    quick = bool(args.quick)
-    plan = Plan(
-        mode="quick" if quick else "full",
-        seconds=args.duration or (5.0 if quick else 20.0),
-        warmup=args.warmup if args.warmup is not None else (1.0 if quick else 2.0),
-        repeats=args.repeats or 1,
-        open_loop_seconds=args.open_loop_seconds or (4.0 if quick else 8.0),
-        reference_open_loop=not quick,
-        workers=(args.workers,) if args.workers else (1, 2),
-        pin=not args.no_pin and len(os.sched_getaffinity(0)) >= 2,
-    )
-    if not args.repeats and not quick:
-        # As many repeats (up to 3) as fit the time budget.
-        fitting = [r for r in (3, 2, 1) if plan.estimate(r) <= args.budget]
-        plan = dataclasses.replace(plan, repeats=fitting[0] if fitting else 1)
-    return plan
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="One 5 s run of each (~2.5 min).")
-    parser.add_argument("--duration", type=float, help="Seconds per wrk run (20; quick 5).")
-    parser.add_argument("--repeats", type=int, help="wrk runs per server (default: fit budget).")
-    parser.add_argument("--budget", type=float, default=540, help="Seconds for auto repeats.")
-    parser.add_argument("--warmup", type=float, help="Warm-up seconds per server (2; quick 1).")
-    parser.add_argument("--open-loop-seconds", type=float, help="Open-loop run (8; quick 4).")
-    parser.add_argument("--workers", type=int, choices=(1, 2), help="Only this worker count.")
-    parser.add_argument("--skip-seed", action="store_true", help="Do not run `mercato seed`.")
-    parser.add_argument("--no-pin", action="store_true", help="Do not pin with taskset.")
-    parser.add_argument("--note", action="append", default=[], help="A note for the report.")
-    parser.add_argument("--only-s1", action="store_true", help="Only S1; splice it in.")
-    parser.add_argument("--only-auth", action="store_true", help="Only A1; splice it in.")
-    parser.add_argument("--only-w4", action="store_true", help="Only W4; splice it in.")
-    parser.add_argument("--s1-rate", type=float, default=50.0, help="S1 events/s (50).")
-    parser.add_argument("--s1-seconds", type=float, default=10.0, help="S1 send seconds (10).")
-    parser.add_argument(
-        "--s1-subscribers", type=int, nargs="+", default=[100, 1_000], help="S1 counts."
-    )
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    return parser.parse_args()
-
-
-def _bench_secrets() -> dict[str, str]:
-    """The benchmark database keeps sealed keys (JWT signing keys) between runs: its
-    secrets must outlive one run, so they are kept beside the results (not committed)."""
-    path = RESULTS / "secrets.json"
-    kept: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    wanted = {
-        "MERCATO_SECRET_KEY": _random_secret,
-        "MERCATO_DATA_KEYS": lambda: "1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-        "MERCATO_BLIND_INDEX_KEY": _random_secret,
-        "MERCATO_PAYMENT_WEBHOOK_SECRET": lambda: "whsec_" + _random_secret(),
-        "MERCATO_PAYMENT_API_KEY": lambda: "sk_test_bench_" + _random_secret(),
-    }
-    missing = {name: make() for name, make in wanted.items() if name not in kept}
-    if missing:
-        kept.update(missing)
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps(kept))
-        path.chmod(0o600)
-    return kept
-
-
-def _random_secret(length: int = 40) -> str:
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 class Bench:
@@ -159,7 +66,7 @@ class Bench:
             **base,
             "DATABASE_URL": database_url,
             "MERCATO_ENVIRONMENT": "production",
-            **_bench_secrets(),
+            **bench_secrets(RESULTS),
             "MERCATO_ACCESS_LOG": "true",
             # Every request still passes the rate limiter; the limits are raised so that
             # the generator, one client address, is not refused.
