@@ -11,6 +11,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
+import asyncpg
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
@@ -95,3 +96,12 @@ async def app(db: SingleConnectionDatabase, mailbox: Mailbox) -> AsyncIterator[F
     application = create_app(mail_settings(mailbox), database=db)  # type: ignore[arg-type]
     async with LifespanManager(application):
         yield application
+
+
+async def outbox(conn: asyncpg.Connection, event_type: str, aggregate_id: Any) -> list[Any]:
+    rows = await conn.fetch(
+        "SELECT * FROM events.outbox WHERE type = $1 AND aggregate_id = $2 ORDER BY seq",
+        event_type,
+        str(aggregate_id),
+    )
+    return list(rows)
