@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
@@ -105,3 +107,22 @@ async def outbox(conn: asyncpg.Connection, event_type: str, aggregate_id: Any) -
         str(aggregate_id),
     )
     return list(rows)
+
+
+async def create_role(
+    client: httpx.AsyncClient, admin: dict[str, str], name: str, permissions: list[str]
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/roles", json={"name": name, "permissions": permissions}, headers=admin
+    )
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+async def set_roles(
+    client: httpx.AsyncClient, headers: dict[str, str], user_id: uuid.UUID, roles: list[str]
+) -> httpx.Response:
+    return await client.put(
+        f"/api/v1/users/{user_id}/roles", json={"roles": roles}, headers=headers
+    )
