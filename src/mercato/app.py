@@ -51,6 +51,9 @@ from mercato.identity import admin_api as identity_admin_api
 from mercato.identity import api as identity_api
 from mercato.identity.jobs import ErasureJob
 from mercato.identity.tokens import ensure_signing_key
+from mercato.ingest import ImportRunner
+from mercato.ingest import api as ingest_api
+from mercato.ingest.api import imports_dir
 from mercato.orders import api as orders_api
 from mercato.orders.jobs import ExpiryJob
 from mercato.payments import api as payments_api
@@ -139,6 +142,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 await resources.enter_async_context(_running(compensation, "compensation"))
                 webhook_delivery = DeliveryJob(db, settings)
                 await resources.enter_async_context(_running(webhook_delivery, "webhooks"))
+                app.state.import_runner = imports = ImportRunner(
+                    db,
+                    batch_size=settings.import_batch_size,
+                    owned_files=imports_dir(settings),
+                )
+                await resources.enter_async_context(_running(imports, "imports"))
             app.state.stream_hub = hub = StreamHub(db)
             resources.push_async_callback(hub.stop)
             log.info("started", version=__version__, environment=settings.environment.value)
@@ -194,7 +203,14 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 exempt_paths=frozenset({f"{API_PREFIX}/payments/webhook"}),
             )
         )
-    middleware.append(Middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes))
+    middleware.append(
+        Middleware(
+            BodyGuardMiddleware,
+            max_body_bytes=settings.max_body_bytes,
+            other_media_types={f"{API_PREFIX}/imports": ("multipart/form-data",)},
+            larger_bodies={f"{API_PREFIX}/imports": settings.import_max_upload_bytes},
+        )
+    )
 
     app = FastAPI(
         # FastAPI's native OpenTelemetry hooks run on every request even with no provider
@@ -210,6 +226,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
+    app.state.import_runner = None
     app.state.metrics_registry = registry
     secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
     app.state.cursor_codec = CursorCodec(secret.encode())
@@ -228,6 +245,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     events_api.register_routes(app, prefix=API_PREFIX)
     realtime_api.register_routes(app, prefix=API_PREFIX)
     webhooks_api.register_routes(app, prefix=API_PREFIX)
+    ingest_api.register_routes(app, prefix=API_PREFIX)
     return app
 
 

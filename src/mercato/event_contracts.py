@@ -16,11 +16,13 @@ from pydantic import BaseModel
 from mercato.catalog import EVENT_PAYLOADS as CATALOG_EVENTS
 from mercato.core.contracts import breaking_changes
 from mercato.identity import EVENT_PAYLOADS as IDENTITY_EVENTS
+from mercato.ingest import EVENT_PAYLOADS as INGEST_EVENTS
 from mercato.orders import EVENT_PAYLOADS as ORDER_EVENTS
 
 EVENT_PAYLOADS: dict[tuple[str, int], type[BaseModel]] = {
     **CATALOG_EVENTS,
     **IDENTITY_EVENTS,
+    **INGEST_EVENTS,
     **ORDER_EVENTS,
 }
 SCHEMA_DIR = Path("schemas/events")

@@ -4,18 +4,34 @@ Other contexts use only what this facade exports. Its tables live in the `catalo
 """
 
 from mercato.catalog.errors import OutOfStock, ProductNotFound, ProductUnavailable
-from mercato.catalog.events import EVENT_PAYLOADS
+from mercato.catalog.events import (
+    EVENT_PAYLOADS,
+    PRODUCT_CREATED,
+    PRODUCT_UPDATED,
+    product_event,
+)
+from mercato.catalog.repository import PRODUCT_COLUMNS, list_categories
+from mercato.catalog.schemas import CategoryCreate, ProductCreate
+from mercato.catalog.service import create_category
 from mercato.catalog.stock import ReservedProduct, StockLine
 from mercato.catalog.stock import release as release_stock
 from mercato.catalog.stock import reserve as reserve_stock
 
 __all__ = [
     "EVENT_PAYLOADS",
+    "PRODUCT_COLUMNS",
+    "PRODUCT_CREATED",
+    "PRODUCT_UPDATED",
+    "CategoryCreate",
     "OutOfStock",
+    "ProductCreate",
     "ProductNotFound",
     "ProductUnavailable",
     "ReservedProduct",
     "StockLine",
+    "create_category",
+    "list_categories",
+    "product_event",
     "release_stock",
     "reserve_stock",
 ]

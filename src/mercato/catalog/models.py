@@ -91,6 +91,8 @@ products = Table(
     Column("description", Text, nullable=True),
     Column("brand", String(100), nullable=True),
     Column("gtin", String(14), nullable=True),
+    # Manufacturer part number: with the brand, identifies a product across suppliers.
+    Column("mpn", String(64), nullable=True),
     Column("price", Numeric(12, 2), nullable=False),
     Column("currency", String(3), nullable=False, server_default=text("'USD'")),
     Column(
@@ -137,8 +139,20 @@ products = Table(
         postgresql_using="gin",
         postgresql_where=LIVE,
     ),
-    # Lookup by barcode (import matching, admin search).
-    Index("ix_products_gtin", "gtin", postgresql_where=text("gtin IS NOT NULL")),
+    # Lookup by barcode in its GTIN-14 form, so that a UPC-12, an EAN-13 and a GTIN-14 of
+    # one item meet (import matching, ingest/unify.py).
+    Index(
+        "ix_products_gtin14",
+        text("lpad(gtin, 14, '0')"),
+        postgresql_where=text("gtin IS NOT NULL AND deleted_at IS NULL"),
+    ),
+    # Import matching by brand + manufacturer part number (ingest/unify.py).
+    Index(
+        "ix_products_brand_mpn",
+        text("lower(brand)"),
+        "mpn",
+        postgresql_where=text("mpn IS NOT NULL AND deleted_at IS NULL"),
+    ),
     # Every row of a category, deleted ones too: the foreign key's RESTRICT check on
     # category delete, and moving a category's products elsewhere.
     Index("ix_products_category_id", "category_id"),

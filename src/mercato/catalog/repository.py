@@ -17,7 +17,7 @@ from mercato.catalog.rules import SORT_KEYS, ProductFilters, ProductSort
 from mercato.core.database import Executor
 
 PRODUCT_COLUMNS = (
-    "id, sku, name, description, brand, gtin, price, currency, category_id, inventory_count, "
+    "id, sku, name, description, brand, gtin, mpn, price, currency, category_id, inventory_count, "
     "attributes, is_active, version, created_at, updated_at, deleted_at"
 )
 CATEGORY_COLUMNS = (
@@ -31,6 +31,7 @@ WRITABLE_PRODUCT_FIELDS = (
     "description",
     "brand",
     "gtin",
+    "mpn",
     "price",
     "currency",
     "category_id",

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from stdnum import ean
+
 MAX_CATEGORY_DEPTH = 6
 MAX_PAGE_SIZE = 100
 MAX_SEARCH_TERMS = 8
@@ -19,14 +21,8 @@ _NON_SLUG = re.compile(r"[^a-z0-9]+")
 
 
 def gtin_is_valid(gtin: str) -> bool:
-    """GTIN-8/12/13/14 with a correct GS1 mod-10 check digit."""
-    if not gtin.isdigit() or len(gtin) not in (8, 12, 13, 14):
-        return False
-    digits = [int(d) for d in gtin]
-    body, check = digits[:-1], digits[-1]
-    # Weights alternate 3,1,3,… starting from the digit next to the check digit.
-    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
-    return (10 - total % 10) % 10 == check
+    """GTIN-8/12/13/14: digits only (no separators) with a correct GS1 check digit."""
+    return gtin.isascii() and gtin.isdigit() and len(gtin) in (8, 12, 13, 14) and ean.is_valid(gtin)
 
 
 def slugify(text: str) -> str:

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 
 from mercato.catalog.rules import MAX_PAGE_SIZE, ProductSort, gtin_is_valid
 
@@ -23,6 +24,7 @@ CategoryName = Annotated[
 ]
 Description = Annotated[str, StringConstraints(max_length=5000)]
 Brand = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Mpn = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 AttributeValue = Annotated[str, StringConstraints(max_length=500)] | bool | int | float
 Attributes = Annotated[
     dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], AttributeValue],
@@ -37,7 +39,9 @@ class Input(BaseModel):
 
 def _check_gtin(value: str | None) -> str | None:
     if value is not None and not gtin_is_valid(value):
-        raise ValueError("not a valid GTIN-8/12/13/14 (digits and check digit)")
+        raise PydanticCustomError(
+            "gtin_check_digit", "not a valid GTIN-8/12/13/14 (digits and check digit)"
+        )
     return value
 
 
@@ -47,6 +51,7 @@ class ProductCreate(Input):
     description: Description | None = None
     brand: Brand | None = None
     gtin: str | None = Field(default=None, max_length=14)
+    mpn: Mpn | None = None
     price: Price
     currency: Currency = "USD"
     category_id: uuid.UUID | None = None
@@ -65,6 +70,7 @@ class ProductUpdate(Input):
     description: Description | None = None
     brand: Brand | None = None
     gtin: str | None = Field(default=None, max_length=14)
+    mpn: Mpn | None = None
     price: Price | None = None
     currency: Currency | None = None
     category_id: uuid.UUID | None = None
@@ -136,6 +142,8 @@ class ProductOut(BaseModel):
     description: str | None
     brand: str | None
     gtin: str | None
+    # Not required in the schema: added after v1 of the product events was published.
+    mpn: str | None = None
     price: str = Field(description='Decimal string, two places: "12.50".')
     currency: str
     category_id: uuid.UUID | None

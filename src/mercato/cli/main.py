@@ -24,6 +24,7 @@ from mercato.app import openapi_document, payment_provider
 from mercato.catalog.demo_data import seed_catalog
 from mercato.cli.database import database_url
 from mercato.cli.identity import keys_app, users_app
+from mercato.cli.imports import import_app
 from mercato.core import migrate as migrations
 from mercato.core.config import Settings
 from mercato.core.crypto import DataKeyRing
@@ -36,6 +37,7 @@ from mercato.events.consumers import ConsumerRunner
 from mercato.events.relay import relay_for
 from mercato.events.retention import RetentionJob, prune
 from mercato.identity.jobs import ErasureJob
+from mercato.ingest import ImportRunner
 from mercato.orders.jobs import ExpiryJob
 from mercato.payments.jobs import COMPENSATION, ReconcileJob
 from mercato.webhooks import DeliveryJob
@@ -52,6 +54,7 @@ schema_app = typer.Typer(help="Data contracts: event schemas.", no_args_is_help=
 app.add_typer(schema_app, name="schema")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(import_app, name="import")
 webhooks_app = typer.Typer(help="Outbound webhooks.", no_args_is_help=True)
 app.add_typer(webhooks_app, name="webhooks")
 console = Console()
@@ -99,7 +102,7 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 def worker() -> None:
     """Run the background work: the outbox relay (one active at a time), log retention,
     the erasure of deleted accounts, the expiry of unpaid orders, payment reconciliation,
-    the refund of cancelled paid orders and webhook delivery."""
+    the refund of cancelled paid orders, webhook delivery and product imports."""
     settings = Settings().with_local_secrets()
     configure_logging(level=settings.log_level, json=settings.log_json)
 
@@ -140,6 +143,11 @@ def worker() -> None:
                 reconcile.run(stop),
                 ConsumerRunner(db, COMPENSATION).run(stop),
                 DeliveryJob(db, settings).run(stop),
+                ImportRunner(
+                    db,
+                    batch_size=settings.import_batch_size,
+                    owned_files=settings.data_dir / "imports",
+                ).run(stop),
             )
         finally:
             await provider.close()

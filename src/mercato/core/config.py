@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     # link-local, …) unless it lies in one of these CIDRs, e.g. "10.20.0.0/16".
     webhook_allowed_networks: Annotated[list[str], NoDecode] = []
 
+    # Product imports. Uploaded feeds are kept under `data_dir/imports` until their job
+    # ends, at most `import_max_upload_bytes` each. A job loads `import_batch_size`
+    # products per transaction.
+    import_max_upload_bytes: int = Field(default=1 << 30, ge=1024)
+    import_batch_size: int = Field(default=2_000, ge=1, le=50_000)
+
     # Outgoing mail: SMTP when a host is set, otherwise written under `data_dir/mail`.
     smtp_host: str | None = None
     smtp_port: int = 587

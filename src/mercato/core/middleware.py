@@ -160,9 +160,12 @@ class BodyGuardMiddleware:
         max_body_bytes: int,
         json_only_prefix: str = "/api/",
         other_media_types: dict[str, tuple[str, ...]] | None = None,
+        larger_bodies: dict[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Path prefix → its own size limit (e.g. file uploads).
+        self.larger_bodies = larger_bodies or {}
         self.json_only_prefix = json_only_prefix
         # Path prefix → extra media types accepted there (e.g. file uploads).
         self.other_media_types = other_media_types or {}
@@ -172,13 +175,14 @@ class BodyGuardMiddleware:
             await self.app(scope, receive, send)
             return
         headers = _header_map(scope)
+        limit = self._limit(scope["path"])
         declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 await send_error(send, BadRequest("Invalid Content-Length."))
                 return
-            if int(declared) > self.max_body_bytes:
-                await send_error(send, _too_large(self.max_body_bytes))
+            if int(declared) > limit:
+                await send_error(send, _too_large(limit))
                 return
         has_body = declared not in (None, b"0") or b"transfer-encoding" in headers
         if (
@@ -198,12 +202,12 @@ class BodyGuardMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     # Answer now: frameworks turn errors raised while reading a body into
                     # their own 400, so the 413 cannot be left to an exception handler.
                     if not response_started:
                         response_started = refused = True
-                        await send_error(send, _too_large(self.max_body_bytes))
+                        await send_error(send, _too_large(limit))
                     raise _BodyTooLarge
             return message
 
@@ -217,6 +221,12 @@ class BodyGuardMiddleware:
 
         with contextlib.suppress(_BodyTooLarge):
             await self.app(scope, counting_receive, tracking_send)
+
+    def _limit(self, path: str) -> int:
+        for prefix, limit in self.larger_bodies.items():
+            if path.startswith(prefix):
+                return limit
+        return self.max_body_bytes
 
     def _media_type_allowed(self, path: str, content_type: bytes) -> bool:
         media_type = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")

@@ -31,6 +31,7 @@ PERMISSIONS: dict[str, str] = {
     "events:read": "Read the event log.",
     "metrics:read": "Scrape Prometheus metrics.",
     "webhooks:manage": "Manage webhook subscriptions, read and replay their deliveries.",
+    "imports:manage": "Import product feeds, follow import jobs and read their rejects.",
 }
 
 PrincipalKind = Literal["user", "api_key"]

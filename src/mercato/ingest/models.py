@@ -1,0 +1,166 @@
+"""The ingest context's tables, in the `ingest` schema.
+
+- `jobs`: one import of one file from one source: where the file is kept, the mapping it
+  is read with, its phase (`staging` → `unifying` → `loading` → `done`), its counts, and
+  `loaded_through`, the last load batch committed (a resumed job starts after it).
+- `rejects`: every rejected row, with the field, the rule it broke and the offending value.
+- `staged_rows`: the validated rows of a running job, copied in with COPY. Unification
+  writes each row's verdict here (`outcome`: create, update, unchanged, duplicate,
+  rejected), the product it goes to, and `load_seq`, the order in which the products are
+  loaded in batches. Emptied when the job ends.
+- `source_records`: the source's own key of every product a source has fed, with the hash
+  of the content last applied: the per-source SKU mapping, and why a re-run of the same
+  feed writes nothing.
+- `provenance`: which source (and at what priority) last set each field of a product.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    SmallInteger,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from mercato.core.tables import schema_metadata
+
+SCHEMA = "ingest"
+metadata = schema_metadata(SCHEMA)
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+JOB_PHASES = ("staging", "unifying", "loading", "done")
+OUTCOMES = ("staged", "create", "update", "unchanged", "duplicate", "rejected")
+
+
+def _now(name: str, *, nullable: bool = False) -> Column[object]:
+    return Column(
+        name,
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=None if nullable else func.now(),
+    )
+
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True, server_default=func.gen_random_uuid()),
+    Column("source", Text, nullable=False),
+    Column("file_name", Text, nullable=False),
+    Column("file_path", Text, nullable=False),
+    Column("file_size", BigInteger, nullable=False),
+    Column("file_sha256", LargeBinary, nullable=False),
+    Column("format", Text, nullable=False),
+    Column("mapping", JSONB, nullable=False),
+    Column("dry_run", Boolean, nullable=False, server_default=text("false")),
+    Column("status", Text, nullable=False, server_default=text("'queued'")),
+    Column("phase", Text, nullable=False, server_default=text("'staging'")),
+    Column("rows_read", Integer, nullable=False, server_default=text("0")),
+    Column("rows_rejected", Integer, nullable=False, server_default=text("0")),
+    Column("rows_unchanged", Integer, nullable=False, server_default=text("0")),
+    Column("planned_creates", Integer, nullable=False, server_default=text("0")),
+    Column("planned_updates", Integer, nullable=False, server_default=text("0")),
+    Column("products_created", Integer, nullable=False, server_default=text("0")),
+    Column("products_updated", Integer, nullable=False, server_default=text("0")),
+    Column("categories_created", Integer, nullable=False, server_default=text("0")),
+    Column("loaded_through", Integer, nullable=False, server_default=text("0")),
+    Column("error_code", Text, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("created_by", UUID(as_uuid=True), nullable=True),
+    Column("version", Integer, nullable=False, server_default=text("1")),
+    _now("created_at"),
+    _now("updated_at"),
+    _now("started_at", nullable=True),
+    _now("finished_at", nullable=True),
+    CheckConstraint(f"status IN {JOB_STATUSES}", name="status_known"),
+    CheckConstraint(f"phase IN {JOB_PHASES}", name="phase_known"),
+    CheckConstraint("format IN ('csv', 'json', 'ndjson')", name="format_known"),
+    # Newest first (the staff list, keyset).
+    Index("ix_jobs_newest", text("created_at DESC"), text("id DESC")),
+    # Jobs the runner still has to start or finish.
+    Index(
+        "ix_jobs_unfinished",
+        "created_at",
+        postgresql_where=text("status IN ('queued', 'running')"),
+    ),
+)
+
+rejects = Table(
+    "rejects",
+    metadata,
+    Column("job_id", UUID(as_uuid=True), primary_key=True),
+    Column("row_number", Integer, primary_key=True),
+    Column("seq", SmallInteger, primary_key=True),
+    Column("field", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("value", Text, nullable=True),
+    Column("message", Text, nullable=False),
+)
+
+staged_rows = Table(
+    "staged_rows",
+    metadata,
+    Column("job_id", UUID(as_uuid=True), primary_key=True),
+    Column("row_number", Integer, primary_key=True),
+    Column("source_key", Text, nullable=False),
+    Column("content_hash", LargeBinary, nullable=False),
+    Column("sku", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("brand", Text, nullable=True),
+    Column("gtin", Text, nullable=True),
+    Column("mpn", Text, nullable=True),
+    Column("price", Numeric(12, 2), nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("category", Text, nullable=True),
+    Column("inventory_count", Integer, nullable=True),
+    Column("is_active", Boolean, nullable=True),  # null: the feed does not say
+    Column("attributes", Text, nullable=False),
+    Column("category_id", UUID(as_uuid=True), nullable=True),
+    Column("product_id", UUID(as_uuid=True), nullable=True),
+    Column("outcome", Text, nullable=False, server_default=text("'staged'")),
+    Column("load_seq", Integer, nullable=True),
+    CheckConstraint(f"outcome IN {OUTCOMES}", name="outcome_known"),
+    # Load batches: the rows that carry a product's content, by load order.
+    Index(
+        "ix_staged_rows_load_seq",
+        "job_id",
+        "load_seq",
+        postgresql_where=text("load_seq IS NOT NULL"),
+    ),
+    # Every row that feeds one product (its source keys are recorded with the batch).
+    Index("ix_staged_rows_product", "job_id", "product_id"),
+)
+
+source_records = Table(
+    "source_records",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("source_key", Text, primary_key=True),
+    Column("product_id", UUID(as_uuid=True), nullable=False),
+    Column("content_hash", LargeBinary, nullable=False),
+    _now("updated_at"),
+    # The sources that feed a product (product detail for staff, erasure of a product).
+    Index("ix_source_records_product_id", "product_id"),
+)
+
+provenance = Table(
+    "provenance",
+    metadata,
+    Column("product_id", UUID(as_uuid=True), primary_key=True),
+    # {"<field>": ["<source>", <priority>], ...}
+    Column("fields", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _now("updated_at"),
+)

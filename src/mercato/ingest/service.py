@@ -1,0 +1,328 @@
+"""The import's use cases: accept a feed as a job, and run a job to its end (or resume it).
+
+A job runs in phases, each of which can be interrupted and started again:
+- **staging**: the file is streamed (parse → map → validate) in chunks copied into
+  `ingest.staged_rows` and `ingest.rejects`, each chunk committed with the job's counts.
+  A file that cannot be parsed fails the job here, before the catalog is touched; an
+  interrupted staging starts over.
+- **unifying**: one transaction decides every row's fate (`unify.py`).
+- **loading**: batches of products, each one transaction with its events and the job's
+  progress (`loaded_through`); a resumed job starts after the last committed batch.
+
+Only one job runs at a time (a PostgreSQL advisory lock held by the runner's connection,
+released by the server if the runner dies): two feeds unified at once could both create
+the same new product.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+
+from mercato.core.database import Database, Executor, asyncpg_dsn
+from mercato.events import record_events
+from mercato.ingest import repository
+from mercato.ingest.errors import (
+    ImportBusy,
+    ImportNotFound,
+    ImportNotResumable,
+    InvalidImportRequest,
+    JobFailed,
+)
+from mercato.ingest.events import IMPORT_FAILED, IMPORT_PROGRESSED, IMPORT_SUCCEEDED, job_event
+from mercato.ingest.formats import format_of, read_rows
+from mercato.ingest.load import load_batch
+from mercato.ingest.mapping import MappingSpec, RowError, RowMapper
+from mercato.ingest.unify import unify
+from mercato.ingest.validation import Reject, rejects_of, stage_record
+
+log = structlog.get_logger("mercato.ingest")
+
+SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+STAGE_CHUNK = 5_000
+PROGRESS_EVERY_SECONDS = 1.0
+# One import at a time, across every process on this database.
+LOCK_KEY = 0x6D657263_696D7074  # "merc" "impt"
+
+Progress = Callable[[asyncpg.Record], None]
+
+
+def check_source(source: str) -> str:
+    if not SOURCE_NAME.match(source):
+        raise InvalidImportRequest(
+            "A source name is 1 to 63 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit."
+        )
+    return source
+
+
+def _digest(path: Path) -> tuple[int, bytes]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size, digest.digest()
+
+
+async def create_job(
+    db: Executor,
+    *,
+    source: str,
+    path: Path,
+    file_name: str,
+    spec: MappingSpec,
+    dry_run: bool,
+    created_by: uuid.UUID | None,
+) -> asyncpg.Record:
+    """Record a queued job for a file already on disk. Refuses an unknown format."""
+    check_source(source)
+    try:
+        file_format = format_of(file_name, spec)
+    except JobFailed as error:
+        raise InvalidImportRequest(error.message) from None
+    size, sha256 = await asyncio.to_thread(_digest, path)
+    job = await repository.insert_job(
+        db,
+        {
+            "source": source,
+            "file_name": file_name[:255],
+            "file_path": str(path),
+            "file_size": size,
+            "file_sha256": sha256,
+            "format": file_format,
+            "mapping": spec.model_dump(mode="json"),
+            "dry_run": dry_run,
+            "created_by": created_by,
+        },
+    )
+    await record_events(db, [job_event(IMPORT_PROGRESSED, job)])
+    return job
+
+
+async def get_job(db: Executor, job_id: uuid.UUID) -> asyncpg.Record:
+    job = await repository.get_job(db, job_id)
+    if job is None:
+        raise ImportNotFound()
+    return job
+
+
+def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while chunk := list(itertools.islice(rows, size)):
+        yield chunk
+
+
+class ImportRun:
+    """Runs one job on a connection of its own (no statement timeout: a unification of a
+    million rows is one long statement), holding the import lock while it runs."""
+
+    def __init__(
+        self,
+        db: Database,
+        job_id: uuid.UUID,
+        *,
+        batch_size: int,
+        owned_files: Path | None = None,
+        on_progress: Progress | None = None,
+    ) -> None:
+        self._db = db
+        self._job_id = job_id
+        self._batch_size = batch_size
+        self._owned_files = owned_files
+        self._on_progress = on_progress
+        self._reported_at = 0.0
+
+    async def run(self) -> asyncpg.Record:
+        conn = await asyncpg.connect(asyncpg_dsn(self._db.url))
+        try:
+            await Database.init_connection(conn)
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+                raise ImportBusy()
+            return await self._run(conn)
+        finally:
+            await conn.close()  # releases the lock
+
+    async def _run(self, conn: asyncpg.Connection) -> asyncpg.Record:
+        job = await get_job(conn, self._job_id)
+        if job["status"] not in ("queued", "running"):
+            raise ImportNotResumable()
+        spec = MappingSpec.model_validate(job["mapping"])
+        async with conn.transaction():
+            job = await repository.mark_running(conn, job["id"])
+        log.info("import_started", job_id=str(job["id"]), phase=job["phase"])
+        try:
+            if job["phase"] == "staging":
+                job = await self._stage(conn, job, spec)
+            if job["phase"] == "unifying":
+                job = await self._unify(conn, job, spec)
+            if job["phase"] == "loading":
+                job = await self._load(conn, job, spec)
+        except JobFailed as error:
+            return await self._end(conn, job, failure=error)
+        return await self._end(conn, job, failure=None)
+
+    async def _report(self, conn: Executor, job: asyncpg.Record, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._reported_at >= PROGRESS_EVERY_SECONDS:
+            self._reported_at = now
+            await record_events(conn, [job_event(IMPORT_PROGRESSED, job)])
+        if self._on_progress is not None:
+            self._on_progress(job)
+
+    async def _stage(
+        self, conn: asyncpg.Connection, job: asyncpg.Record, spec: MappingSpec
+    ) -> asyncpg.Record:
+        async with conn.transaction():
+            await repository.forget_staging(conn, job["id"])
+            job = await repository.update_job(conn, job["id"], rows_read=0, rows_rejected=0)
+        mapper = RowMapper(spec)
+        job_id = job["id"]
+
+        def prepare(
+            chunk: list[tuple[int, dict[str, Any] | RowError]],
+        ) -> tuple[list[Any], list[Reject]]:
+            staged: list[Any] = []
+            rejected: list[Reject] = []
+            for row_number, row in chunk:
+                if isinstance(row, RowError):
+                    rejected += rejects_of(row_number, [row])
+                    continue
+                values, errors = mapper.map(row)
+                if errors:
+                    rejected += rejects_of(row_number, errors)
+                    continue
+                record, refused = stage_record(job_id, row_number, values, spec)
+                if record is None:
+                    rejected += refused
+                else:
+                    staged.append(record)
+            return staged, rejected
+
+        chunks = _chunks(read_rows(Path(job["file_path"]), job["format"], spec), STAGE_CHUNK)
+        # Parsing runs in a thread, one chunk ahead of the copy into PostgreSQL.
+        next_chunk = asyncio.create_task(asyncio.to_thread(_next_prepared, chunks, prepare))
+        try:
+            while (prepared := await next_chunk) is not None:
+                size, staged, rejected = prepared
+                next_chunk = asyncio.create_task(asyncio.to_thread(_next_prepared, chunks, prepare))
+                async with conn.transaction():
+                    await repository.copy_staged(conn, staged)
+                    await repository.copy_rejects(conn, [r.as_record(job_id) for r in rejected])
+                    job = await repository.add_to_job(
+                        conn,
+                        job_id,
+                        rows_read=size,
+                        rows_rejected=len({r.row_number for r in rejected}),
+                    )
+                    await self._report(conn, job)
+        except FileNotFoundError:
+            raise JobFailed("IMPORT_FILE_MISSING", "the feed file is no longer there") from None
+        finally:
+            next_chunk.cancel()
+        async with conn.transaction():
+            job = await repository.update_job(conn, job_id, phase="unifying")
+            await self._report(conn, job, force=True)
+        return job
+
+    async def _unify(
+        self, conn: asyncpg.Connection, job: asyncpg.Record, spec: MappingSpec
+    ) -> asyncpg.Record:
+        async with conn.transaction():
+            plan = await unify(conn, job["id"], job["source"], spec, dry_run=job["dry_run"])
+            await repository.add_to_job(
+                conn,
+                job["id"],
+                rows_rejected=plan.rejected,
+                rows_unchanged=plan.unchanged,
+                planned_creates=plan.creates,
+                planned_updates=plan.updates,
+                categories_created=plan.categories_created,
+            )
+            job = await repository.update_job(
+                conn, job["id"], phase="done" if job["dry_run"] else "loading"
+            )
+            await self._report(conn, job, force=True)
+        return job
+
+    async def _load(
+        self, conn: asyncpg.Connection, job: asyncpg.Record, spec: MappingSpec
+    ) -> asyncpg.Record:
+        last = await repository.last_load_seq(conn, job["id"])
+        after = job["loaded_through"]
+        while after < last:
+            through = min(after + self._batch_size, last)
+            async with conn.transaction():
+                result = await load_batch(
+                    conn, job["id"], job["source"], spec, after=after, through=through
+                )
+                job = await repository.add_to_job(
+                    conn,
+                    job["id"],
+                    products_created=result.created,
+                    products_updated=result.updated,
+                    rows_rejected=result.rejected,
+                    loaded_through=through - after,
+                )
+                await self._report(conn, job)
+            after = through
+        async with conn.transaction():
+            return await repository.update_job(conn, job["id"], phase="done")
+
+    async def _end(
+        self, conn: asyncpg.Connection, job: asyncpg.Record, *, failure: JobFailed | None
+    ) -> asyncpg.Record:
+        async with conn.transaction():
+            if failure is None:
+                await repository.drop_staged_rows(conn, job["id"])
+                job = await repository.update_job(conn, job["id"], status="succeeded")
+            else:
+                # Nothing of a failed job reached the catalog: its rejects would mislead.
+                await repository.forget_staging(conn, job["id"])
+                job = await repository.update_job(
+                    conn,
+                    job["id"],
+                    status="failed",
+                    error_code=failure.code,
+                    error_message=failure.message,
+                )
+            job = await repository.mark_finished(conn, job["id"])
+            event = IMPORT_SUCCEEDED if failure is None else IMPORT_FAILED
+            await record_events(conn, [job_event(event, job)])
+        if self._on_progress is not None:
+            self._on_progress(job)
+        self._discard_file(Path(job["file_path"]))
+        log.info(
+            "import_ended",
+            job_id=str(job["id"]),
+            status=job["status"],
+            error_code=job["error_code"],
+        )
+        return job
+
+    def _discard_file(self, path: Path) -> None:
+        """Uploaded feeds (kept under `owned_files`) go when their job ends; a file the CLI
+        was pointed at belongs to its owner."""
+        if self._owned_files is not None and path.is_relative_to(self._owned_files):
+            path.unlink(missing_ok=True)
+
+
+def _next_prepared(
+    chunks: Iterator[list[Any]],
+    prepare: Callable[[list[Any]], tuple[list[Any], list[Reject]]],
+) -> tuple[int, list[Any], list[Reject]] | None:
+    chunk = next(chunks, None)
+    if chunk is None:
+        return None
+    staged, rejected = prepare(chunk)
+    return len(chunk), staged, rejected

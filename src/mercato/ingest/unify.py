@@ -1,0 +1,224 @@
+"""Unification: decide, set-based, what each staged row does to the catalog.
+
+One transaction over the job's staged rows, in this order:
+1. a source key seen earlier in the file: the later row is rejected (`duplicate_key`);
+2. a row whose content hash equals what this source last applied: `unchanged`, no write;
+3. categories resolved (created if the mapping says so); unresolvable rows rejected;
+4. matching to existing products: by GTIN (in GTIN-14 form), then brand + MPN, then the
+   source's own key (`source_records`); a row matched to a deleted product is rejected;
+5. rows that match nothing and whose SKU is taken are rejected (`sku_taken`); the others are
+   grouped (same GTIN, or same brand + MPN, is one new product) and given new product ids;
+6. per product, the last row of the file carries its content (`load_seq` numbers those
+   rows in file order, for the load batches); every row's source key maps to the product.
+
+Reading `catalog.products` here is the matching the catalog grants the import (ADR 0042).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from mercato.ingest import categories
+from mercato.ingest.errors import TooManyCategories
+from mercato.ingest.mapping import MappingSpec
+
+GTIN14 = "lpad({0}, 14, '0')"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    creates: int
+    updates: int
+    unchanged: int
+    rejected: int
+    categories_created: int
+
+
+async def _reject(
+    conn: asyncpg.Connection,
+    job_id: uuid.UUID,
+    where: str,
+    field: str,
+    rule: str,
+    value: str,
+    message: str,
+    *args: object,
+) -> int:
+    """Mark staged rows matching `where` rejected, recording why (all SQL fragments here are
+    constants of this module; values are bind parameters)."""
+    field_param, rule_param = len(args) + 2, len(args) + 3
+    rows = await conn.fetch(
+        f"WITH rejected AS (UPDATE ingest.staged_rows s SET outcome = 'rejected' "
+        f"WHERE s.job_id = $1 AND s.outcome = 'staged' AND {where} "
+        f"RETURNING s.row_number, {value} AS value, {message} AS message) "
+        f"INSERT INTO ingest.rejects (job_id, row_number, seq, field, rule, value, message) "
+        f"SELECT $1, row_number, 1, ${field_param}, ${rule_param}, left(value, 200), message "
+        f"FROM rejected RETURNING row_number",
+        job_id,
+        *args,
+        field,
+        rule,
+    )
+    return len(rows)
+
+
+async def unify(
+    conn: asyncpg.Connection,
+    job_id: uuid.UUID,
+    source: str,
+    spec: MappingSpec,
+    *,
+    dry_run: bool,
+) -> Plan:
+    rejected = await _reject(
+        conn, job_id,
+        "s.row_number IN (SELECT row_number FROM (SELECT row_number, row_number() OVER "
+        "(PARTITION BY source_key ORDER BY row_number) AS nth FROM ingest.staged_rows "
+        "WHERE job_id = $1) d WHERE nth > 1)",
+        "sku", "duplicate_key", "s.source_key",
+        "'the same source key appears on an earlier row'",
+    )  # fmt: skip
+    unchanged = await conn.fetchval(
+        "WITH same AS (UPDATE ingest.staged_rows s SET outcome = 'unchanged', "
+        "product_id = r.product_id FROM ingest.source_records r "
+        "WHERE s.job_id = $1 AND s.outcome = 'staged' AND r.source = $2 "
+        "AND r.source_key = s.source_key AND r.content_hash = s.content_hash RETURNING 1) "
+        "SELECT count(*) FROM same",
+        job_id,
+        source,
+    )
+    categories_created, refused = await _resolve_categories(conn, job_id, spec, dry_run=dry_run)
+    rejected += refused
+    await _match(conn, job_id, source)
+    rejected += await _reject(
+        conn, job_id,
+        "s.product_id IS NOT NULL AND EXISTS (SELECT 1 FROM catalog.products p "
+        "WHERE p.id = s.product_id AND p.deleted_at IS NOT NULL)",
+        "sku", "product_deleted", "s.source_key",
+        "'this source key belongs to a deleted product; restore it to update it'",
+    )  # fmt: skip
+    rejected += await _reject(
+        conn, job_id,
+        "s.product_id IS NULL AND EXISTS (SELECT 1 FROM catalog.products p WHERE p.sku = s.sku)",
+        "sku", "sku_taken", "s.sku",
+        "'another product already has this SKU (set sku_prefix in the mapping?)'",
+    )  # fmt: skip
+    creates, updates = await _plan(conn, job_id)
+    return Plan(creates, updates, unchanged, rejected, categories_created)
+
+
+async def _resolve_categories(
+    conn: asyncpg.Connection, job_id: uuid.UUID, spec: MappingSpec, *, dry_run: bool
+) -> tuple[int, int]:
+    labels = [
+        row["category"]
+        for row in await conn.fetch(
+            "SELECT DISTINCT category FROM ingest.staged_rows "
+            "WHERE job_id = $1 AND outcome = 'staged' AND category IS NOT NULL "
+            f"LIMIT {categories.MAX_CATEGORY_LABELS + 1}",
+            job_id,
+        )
+    ]
+    if len(labels) > categories.MAX_CATEGORY_LABELS:
+        raise TooManyCategories(categories.MAX_CATEGORY_LABELS)
+    if not labels:
+        return 0, 0
+    resolution = await categories.resolve(conn, labels, spec.categories, create=not dry_run)
+    await conn.execute(
+        "UPDATE ingest.staged_rows s SET category_id = m.id "
+        "FROM unnest($2::text[], $3::uuid[]) AS m(label, id) "
+        "WHERE s.job_id = $1 AND s.outcome = 'staged' AND s.category = m.label",
+        job_id,
+        list(resolution.ids),
+        list(resolution.ids.values()),
+    )
+    refused = 0
+    for rule in sorted({r.rule for r in resolution.refused.values()}):
+        labels_for_rule = [label for label, r in resolution.refused.items() if r.rule == rule]
+        messages = [resolution.refused[label].message for label in labels_for_rule]
+        refused += await _reject(
+            conn, job_id,
+            "s.category = ANY($2::text[])",
+            "category", rule, "s.category",
+            "(SELECT m.message FROM unnest($2::text[], $3::text[]) AS m(label, message) "
+            "WHERE m.label = s.category)",
+            labels_for_rule, messages,
+        )  # fmt: skip
+    return resolution.created, refused
+
+
+async def _match(conn: asyncpg.Connection, job_id: uuid.UUID, source: str) -> None:
+    # By GTIN: the oldest live product with that barcode.
+    await conn.execute(
+        "UPDATE ingest.staged_rows s SET product_id = m.id FROM ("
+        "  SELECT DISTINCT ON (s2.row_number) s2.row_number, p.id"
+        "  FROM ingest.staged_rows s2 JOIN catalog.products p"
+        f"   ON {GTIN14.format('p.gtin')} = {GTIN14.format('s2.gtin')}"
+        "   AND p.gtin IS NOT NULL AND p.deleted_at IS NULL"
+        "  WHERE s2.job_id = $1 AND s2.outcome = 'staged' AND s2.gtin IS NOT NULL"
+        "  ORDER BY s2.row_number, p.created_at, p.id) m "
+        "WHERE s.job_id = $1 AND s.row_number = m.row_number",
+        job_id,
+    )
+    # By brand + manufacturer part number.
+    await conn.execute(
+        "UPDATE ingest.staged_rows s SET product_id = m.id FROM ("
+        "  SELECT DISTINCT ON (s2.row_number) s2.row_number, p.id"
+        "  FROM ingest.staged_rows s2 JOIN catalog.products p"
+        "   ON lower(p.brand) = lower(s2.brand) AND p.mpn = s2.mpn"
+        "   AND p.mpn IS NOT NULL AND p.deleted_at IS NULL"
+        "  WHERE s2.job_id = $1 AND s2.outcome = 'staged' AND s2.product_id IS NULL"
+        "   AND s2.brand IS NOT NULL AND s2.mpn IS NOT NULL"
+        "  ORDER BY s2.row_number, p.created_at, p.id) m "
+        "WHERE s.job_id = $1 AND s.row_number = m.row_number",
+        job_id,
+    )
+    # By the source's own key, for products it fed before.
+    await conn.execute(
+        "UPDATE ingest.staged_rows s SET product_id = r.product_id "
+        "FROM ingest.source_records r WHERE s.job_id = $1 AND s.outcome = 'staged' "
+        "AND s.product_id IS NULL AND r.source = $2 AND r.source_key = s.source_key",
+        job_id,
+        source,
+    )
+
+
+async def _plan(conn: asyncpg.Connection, job_id: uuid.UUID) -> tuple[int, int]:
+    # New products: rows sharing a GTIN, or a brand + MPN, become one product.
+    await conn.execute(
+        "WITH keyed AS ("
+        "  SELECT row_number, coalesce("
+        f"   'g' || {GTIN14.format('gtin')},"
+        "    CASE WHEN brand IS NOT NULL AND mpn IS NOT NULL"
+        "     THEN 'm' || lower(brand) || chr(31) || mpn END,"
+        "    'r' || row_number) AS unify_key"
+        "  FROM ingest.staged_rows WHERE job_id = $1 AND outcome = 'staged'"
+        "   AND product_id IS NULL),"
+        " ids AS (SELECT unify_key, gen_random_uuid() AS id FROM keyed GROUP BY unify_key) "
+        "UPDATE ingest.staged_rows s SET product_id = ids.id, outcome = 'create' "
+        "FROM keyed JOIN ids USING (unify_key) "
+        "WHERE s.job_id = $1 AND s.row_number = keyed.row_number",
+        job_id,
+    )
+    await conn.execute(
+        "UPDATE ingest.staged_rows SET outcome = 'update' WHERE job_id = $1 AND outcome = 'staged'",
+        job_id,
+    )
+    # The last row of each product carries its content; number those rows in file order.
+    counts = await conn.fetchrow(
+        "WITH carriers AS ("
+        "  SELECT DISTINCT ON (product_id) row_number, outcome FROM ingest.staged_rows"
+        "  WHERE job_id = $1 AND outcome IN ('create', 'update')"
+        "  ORDER BY product_id, row_number DESC),"
+        " numbered AS (SELECT row_number, outcome,"
+        "  row_number() OVER (ORDER BY row_number) AS seq FROM carriers),"
+        " planned AS (UPDATE ingest.staged_rows s SET load_seq = n.seq FROM numbered n"
+        "  WHERE s.job_id = $1 AND s.row_number = n.row_number RETURNING s.outcome) "
+        "SELECT count(*) FILTER (WHERE outcome = 'create') AS creates,"
+        " count(*) FILTER (WHERE outcome = 'update') AS updates FROM planned",
+        job_id,
+    )
+    return counts["creates"], counts["updates"]
