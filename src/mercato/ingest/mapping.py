@@ -195,7 +195,9 @@ class RowMapper:
 
     def __init__(self, spec: MappingSpec) -> None:
         # Without [fields], the source's columns already have the canonical names.
-        fields = dict(spec.fields) or {name: name for name in CANONICAL_FIELDS}
+        fields: dict[str, str | FieldSpec] = dict(spec.fields) or {
+            name: name for name in CANONICAL_FIELDS
+        }
         self._fields = [_compile(name, field, name, label=name) for name, field in fields.items()]
         self._attributes = [
             _compile(name, field, name, label=f"attributes.{name}")
