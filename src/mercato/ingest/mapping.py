@@ -195,9 +195,9 @@ class RowMapper:
 
     def __init__(self, spec: MappingSpec) -> None:
         # Without [fields], the source's columns already have the canonical names.
-        fields: dict[str, str | FieldSpec] = dict(spec.fields) or {
-            name: name for name in CANONICAL_FIELDS
-        }
+        fields: dict[str, str | FieldSpec] = {name: name for name in CANONICAL_FIELDS}
+        if spec.fields:
+            fields = {str(name): field for name, field in spec.fields.items()}
         self._fields = [_compile(name, field, name, label=name) for name, field in fields.items()]
         self._attributes = [
             _compile(name, field, name, label=f"attributes.{name}")
