@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -79,6 +80,35 @@ def lint_sql(sql: str, name: str = "migration.sql") -> list[Finding]:
 
 
 def lint_file(path: Path, exclude: list[str] | None = None) -> list[Finding]:
+    sql = path.read_text()
+    created = _tables_created(sql)
+    return [
+        finding
+        for finding in _squawk(path, exclude)
+        if _altered_table(sql, finding.line) not in created
+    ]
+
+
+# Squawk knows that an index on a table created earlier in the same file is harmless, but
+# not an ALTER TABLE of one: it flags `ADD COLUMN … NOT NULL` there as if rows existed.
+# No one else can see (or hold a lock on) a table its migration has just created, so a
+# finding on such an ALTER is dropped. Alembic writes each statement's head on one line.
+_CREATE_TABLE = re.compile(
+    r"^\s*CREATE TABLE (?:IF NOT EXISTS )?(\S+)", re.IGNORECASE | re.MULTILINE
+)
+_ALTER_TABLE = re.compile(r"^\s*ALTER TABLE (?:IF EXISTS )?(?:ONLY )?(\S+)", re.IGNORECASE)
+
+
+def _tables_created(sql: str) -> set[str]:
+    return {match.group(1) for match in _CREATE_TABLE.finditer(sql)}
+
+
+def _altered_table(sql: str, line: int) -> str | None:
+    match = _ALTER_TABLE.match(sql.splitlines()[line - 1])
+    return match.group(1) if match else None
+
+
+def _squawk(path: Path, exclude: list[str] | None) -> list[Finding]:
     arguments = [squawk_binary(), "--config", str(SQUAWK_CONFIG), "--reporter", "json"]
     if exclude:
         arguments.append("--exclude=" + ",".join(exclude))
