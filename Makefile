@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint openapi bench clean
+.PHONY: install run test lint openapi schema-docs bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -25,14 +25,22 @@ run: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
+## Code style and types; migrations free of locking DDL (squawk); no breaking API or event change.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mercato schema lint
+	$(BIN)/mercato schema check
 
 ## Rewrite the committed OpenAPI snapshot after a deliberate API change.
 openapi: $(STAMP)
 	$(BIN)/mercato openapi --output docs/openapi.json
+
+## Rewrite docs/schema.md from the database (migrated to the head first) and the models.
+schema-docs: $(STAMP)
+	$(BIN)/mercato migrate
+	$(BIN)/mercato schema docs
 
 ## W1–W3 against the app and the reference server; writes docs/benchmarks.md.
 bench: $(STAMP)

@@ -2,7 +2,8 @@
 
 `mercato schema events` writes `schemas/events/<type>.v<version>.json`; it refuses to
 overwrite a published version with a breaking change (bump the version instead), and
-`--check` fails when the live schemas differ from the committed ones.
+`--check` fails when the live schemas differ from the committed ones. `mercato schema check`
+lists every difference (`contract_changes`) and fails only on breaking ones.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mercato.catalog import EVENT_PAYLOADS as CATALOG_EVENTS
-from mercato.core.contracts import breaking_changes
+from mercato.core.contracts import Change, breaking_changes, schema_changes
 from mercato.identity import EVENT_PAYLOADS as IDENTITY_EVENTS
 from mercato.ingest import EVENT_PAYLOADS as INGEST_EVENTS
 from mercato.orders import EVENT_PAYLOADS as ORDER_EVENTS
@@ -61,6 +62,25 @@ def compare(directory: Path) -> tuple[list[str], list[str]]:
         if path.read_text() != render(schema):
             stale.append(name)
     return breaking, stale
+
+
+def contract_changes(directory: Path) -> list[Change]:
+    """Every difference between the committed (published) schemas and the live ones."""
+    live = live_schemas()
+    committed = {path.name: json.loads(path.read_text()) for path in directory.glob("*.json")}
+    changes: list[Change] = []
+    for name in sorted(committed.keys() | live.keys()):
+        if name not in live:
+            # Consumers subscribed to it would silently stop receiving anything.
+            changes.append(Change(name, "published schema no longer produced", breaking=True))
+        elif name not in committed:
+            changes.append(Change(name, "new event schema", breaking=False))
+        else:
+            changes += [
+                Change(f"{name}: {change.location}", change.message, change.breaking)
+                for change in schema_changes(committed[name], live[name])
+            ]
+    return changes
 
 
 def write(directory: Path) -> list[str]:

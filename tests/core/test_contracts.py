@@ -1,4 +1,9 @@
-"""A corpus of schema edits: every breaking one is caught, no safe one is flagged."""
+"""Event schemas: every breaking edit is caught, no safe one is flagged.
+
+An event schema is checked both ways (consumers read new payloads; the log keeps old ones),
+so widening a field's type is as breaking as narrowing it. The API's direction-aware corpus
+is in tests/core/test_openapi_contracts.py.
+"""
 
 from __future__ import annotations
 
@@ -60,6 +65,10 @@ BREAKING = {
     "optional made required": edit(required=["id", "price", "count"]),
     "enum value removed": edit(status={"enum": ["open"]}),
     "array item type changed": edit(tags={"type": "array", "items": {"type": "integer"}}),
+    # Consumers written for the old schema would meet a null, or a missing field.
+    "field made nullable": edit(count={"anyOf": [{"type": "integer"}, {"type": "null"}]}),
+    "required made optional": edit(required=["id"]),
+    "constraint narrowed": edit(id={"type": "string", "maxLength": 10}),
     "nested field removed": edit(
         defs={"Owner": {"type": "object", "properties": {}, "required": []}}
     ),
@@ -68,10 +77,10 @@ BREAKING = {
 SAFE = {
     "unchanged": edit(),
     "new optional field": edit(extra={"type": "string"}),
-    "field made nullable": edit(count={"anyOf": [{"type": "integer"}, {"type": "null"}]}),
-    "required made optional": edit(required=["id"]),
     "enum value added": edit(status={"enum": ["open", "closed", "archived"]}),
     "description added": edit(price={"type": "string", "description": "decimal"}),
+    "description beside a reference": edit(owner={"$ref": "#/$defs/Owner", "description": "who"}),
+    "title added": edit(tags={"type": "array", "items": {"type": "string"}, "title": "Tags"}),
 }
 
 
@@ -88,4 +97,11 @@ def test_a_safe_edit_passes(name: str) -> None:
 def test_the_problems_name_the_field() -> None:
     assert breaking_changes(BASE, edit(count={"type": "string"})) == [
         "$.count: type changed from ['integer'] to ['string']"
+    ]
+
+
+def test_a_referenced_schema_is_reported_under_its_name() -> None:
+    owner = {"type": "object", "properties": {}, "required": []}
+    assert breaking_changes(BASE, edit(defs={"Owner": owner})) == [
+        "#/$defs/Owner $.name: field removed"
     ]

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Table,
@@ -27,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.types import Boolean
 
-from mercato.core.tables import schema_metadata
+from mercato.core.tables import schema_metadata, serves
 
 SCHEMA = "catalog"
 metadata = schema_metadata(SCHEMA)
@@ -66,7 +67,7 @@ def _timestamps() -> list[Column[object]]:
 categories = Table(
     "categories",
     metadata,
-    Column("id", UUID(as_uuid=True), primary_key=True, server_default=func.gen_random_uuid()),
+    Column("id", UUID(as_uuid=True), server_default=func.gen_random_uuid()),
     Column("parent_id", UUID(as_uuid=True), ForeignKey("catalog.categories.id"), nullable=True),
     Column("name", String(120), nullable=False),
     Column("slug", String(120), nullable=False),
@@ -77,16 +78,44 @@ categories = Table(
     Column("description", Text, nullable=True),
     Column("version", Integer, nullable=False, server_default=text("1")),
     *_timestamps(),
-    UniqueConstraint("parent_id", "slug", postgresql_nulls_not_distinct=True),
+    UniqueConstraint(
+        "parent_id",
+        "slug",
+        postgresql_nulls_not_distinct=True,
+        info=serves(
+            "sibling-slug uniqueness; `has_children` (`WHERE parent_id = $1`) and the "
+            "`parent_id` foreign key's check when a category is deleted, via its leading "
+            "column"
+        ),
+    ),
     CheckConstraint("depth >= 0", name="depth_non_negative"),
-    Index("ix_categories_path", "path", postgresql_ops={"path": "text_pattern_ops"}, unique=True),
+    Index(
+        "ix_categories_path",
+        "path",
+        postgresql_ops={"path": "text_pattern_ops"},
+        unique=True,
+        info=serves(
+            "subtree selection `path LIKE '<path>%'` as one index range: the outer side "
+            "of the category-page query, `move_descendants`, the depth check when moving "
+            "(`deepest_depth_within`: `max(depth) … WHERE path LIKE …`); "
+            "`list_categories` (`ORDER BY path`); uniqueness of paths"
+        ),
+    ),
+    PrimaryKeyConstraint(
+        "id",
+        info=serves(
+            "`get_category`, `lock_category` (`… FOR UPDATE`), the category lookup in "
+            "`resolve_filters`, FK checks from `products.category_id` and "
+            "`categories.parent_id` (inserting or updating a referencing row)"
+        ),
+    ),
 )
 
 products = Table(
     "products",
     metadata,
-    Column("id", UUID(as_uuid=True), primary_key=True, server_default=func.gen_random_uuid()),
-    Column("sku", String(64), nullable=False, unique=True),
+    Column("id", UUID(as_uuid=True), server_default=func.gen_random_uuid()),
+    Column("sku", String(64), nullable=False),
     Column("name", String(200), nullable=False),
     Column("description", Text, nullable=True),
     Column("brand", String(100), nullable=True),
@@ -114,7 +143,14 @@ products = Table(
     CheckConstraint("gtin ~ '^[0-9]{8,14}$'", name="gtin_digits"),
     # Newest-first listing of the whole catalog (the default sort).
     Index(
-        "ix_products_live_newest", text("created_at DESC"), text("id DESC"), postgresql_where=LIVE
+        "ix_products_live_newest",
+        text("created_at DESC"),
+        text("id DESC"),
+        postgresql_where=LIVE,
+        info=serves(
+            "`GET /products` without category or `q`, `sort=newest` (the default): keyset"
+            " on `(created_at, id)`"
+        ),
     ),
     # Category pages, newest first: walked once per category of the subtree, then merged.
     Index(
@@ -123,37 +159,110 @@ products = Table(
         text("created_at DESC"),
         text("id DESC"),
         postgresql_where=LIVE,
+        info=serves(
+            "category pages, `sort=newest`: the inner side of the lateral merge (one walk"
+            " per category of the subtree); also the `category_id IN (…)` form"
+        ),
     ),
     # Price sort, whole catalog and per category.
-    Index("ix_products_live_price", "price", "id", postgresql_where=LIVE),
-    Index("ix_products_live_category_price", "category_id", "price", "id", postgresql_where=LIVE),
+    Index(
+        "ix_products_live_price",
+        "price",
+        "id",
+        postgresql_where=LIVE,
+        info=serves("whole-catalog `sort=price_asc` (forward) and `price_desc` (backward scan)"),
+    ),
+    Index(
+        "ix_products_live_category_price",
+        "category_id",
+        "price",
+        "id",
+        postgresql_where=LIVE,
+        info=serves("category pages sorted by price (lateral merge, inner side)"),
+    ),
     # Name sort, whole catalog and per category.
-    Index("ix_products_live_name", "name", "id", postgresql_where=LIVE),
-    Index("ix_products_live_category_name", "category_id", "name", "id", postgresql_where=LIVE),
+    Index(
+        "ix_products_live_name",
+        "name",
+        "id",
+        postgresql_where=LIVE,
+        info=serves("whole-catalog `sort=name_asc` / `name_desc`"),
+    ),
+    Index(
+        "ix_products_live_category_name",
+        "category_id",
+        "name",
+        "id",
+        postgresql_where=LIVE,
+        info=serves("category pages sorted by name (lateral merge, inner side)"),
+    ),
     # Brand filter.
-    Index("ix_products_live_brand", "brand", postgresql_where=LIVE),
+    Index(
+        "ix_products_live_brand",
+        "brand",
+        postgresql_where=LIVE,
+        info=serves(
+            "`brand=` filter, when the brand is selective enough; otherwise the planner "
+            "walks the sort index and filters (on the 100k demo set, `brand=… "
+            "sort=newest` walks `ix_products_live_newest`)"
+        ),
+    ),
     # Full-text search over live products.
     Index(
         "ix_products_live_search",
         "search_vector",
         postgresql_using="gin",
         postgresql_where=LIVE,
+        info=serves("`q=`: `search_vector @@ to_tsquery('english', $q)` (bitmap scan)"),
     ),
     # Lookup by barcode in its GTIN-14 form, so that a UPC-12, an EAN-13 and a GTIN-14 of
-    # one item meet (import matching, ingest/unify.py).
+    # one item meet.
     Index(
         "ix_products_gtin14",
         text("lpad(gtin, 14, '0')"),
         postgresql_where=text("gtin IS NOT NULL AND deleted_at IS NULL"),
+        info=serves(
+            "import matching by barcode (ingest/unify.py): "
+            "`lpad(p.gtin, 14, '0') = lpad(s.gtin, 14, '0')`, live products"
+        ),
     ),
-    # Import matching by brand + manufacturer part number (ingest/unify.py).
     Index(
         "ix_products_brand_mpn",
         text("lower(brand)"),
         "mpn",
         postgresql_where=text("mpn IS NOT NULL AND deleted_at IS NULL"),
+        info=serves(
+            "import matching by brand + manufacturer part number (ingest/unify.py): "
+            "`lower(p.brand) = lower(s.brand) AND p.mpn = s.mpn`, live products"
+        ),
     ),
     # Every row of a category, deleted ones too: the foreign key's RESTRICT check on
     # category delete, and moving a category's products elsewhere.
-    Index("ix_products_category_id", "category_id"),
+    Index(
+        "ix_products_category_id",
+        "category_id",
+        info=serves(
+            "`DELETE /categories/{id}`: `count_products_in_category` and `move_products` "
+            "(`WHERE category_id = $1`, with `?move_products_to=`), and the `ON DELETE "
+            "RESTRICT` check of `fk_products_category_id_categories` when the category "
+            "row is deleted. The partial `ix_products_live_category_*` indexes cannot "
+            "serve these, since deleted and inactive products count"
+        ),
+    ),
+    PrimaryKeyConstraint(
+        "id",
+        info=serves(
+            "`GET /products/{id}` (`get_product`), `lock_product` (`… FOR UPDATE`) before"
+            " update, delete, restore; the stock port's conditional decrements and "
+            "increments (`UPDATE … WHERE id = $1 [AND … inventory_count >= $2]`, "
+            "reserving and releasing for orders); keyset tie-breaker in every sort"
+        ),
+    ),
+    UniqueConstraint(
+        "sku",
+        info=serves(
+            "SKU uniqueness (including soft-deleted rows); lookups by SKU (none in the "
+            "API yet; planned for ingest matching)"
+        ),
+    ),
 )

@@ -19,19 +19,19 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from mercato import event_contracts, sandbox
+from mercato import sandbox
 from mercato.app import openapi_document, payment_provider
 from mercato.catalog.demo_data import seed_catalog
 from mercato.cli.database import database_url
 from mercato.cli.identity import keys_app, users_app
 from mercato.cli.imports import import_app
+from mercato.cli.schema import schema_app
 from mercato.core import migrate as migrations
 from mercato.core.config import Settings
 from mercato.core.crypto import DataKeyRing
 from mercato.core.database import Database, asyncpg_dsn
 from mercato.core.migrate import require_current_schema
 from mercato.core.observability import configure_logging
-from mercato.event_contracts import SCHEMA_DIR
 from mercato.events import repository as events_repository
 from mercato.events.consumers import ConsumerRunner
 from mercato.events.relay import relay_for
@@ -50,7 +50,6 @@ events_app = typer.Typer(help="The event log.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 dlq_app = typer.Typer(help="Dead letters of consumer groups.", no_args_is_help=True)
 events_app.add_typer(dlq_app, name="dlq")
-schema_app = typer.Typer(help="Data contracts: event schemas.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
@@ -264,31 +263,6 @@ def dlq_replay(
     with database_url(Settings()) as url:
         count = asyncio.run(run(url))
     console.print(f"replay requested for {count} dead letters")
-
-
-@schema_app.command("events")
-def schema_events(
-    check: Annotated[bool, typer.Option(help="Only compare with the committed files.")] = False,
-    directory: Annotated[Path, typer.Option(help="Where the schemas are committed.")] = SCHEMA_DIR,
-) -> None:
-    """Export the event payload JSON Schemas, refusing breaking changes to published ones."""
-    if check:
-        breaking, stale = event_contracts.compare(directory)
-        for line in breaking:
-            console.print(f"[red]breaking[/red] {line}")
-        for name in stale:
-            console.print(f"[yellow]differs from the committed file[/yellow] {name}")
-        if breaking or stale:
-            raise typer.Exit(1)
-        console.print("event schemas match the committed files")
-        return
-    problems = event_contracts.write(directory)
-    if problems:
-        for line in problems:
-            console.print(f"[red]breaking[/red] {line}")
-        console.print("publish a new schema version instead of changing this one")
-        raise typer.Exit(1)
-    console.print(f"wrote {len(event_contracts.live_schemas())} schemas to {directory}")
 
 
 @webhooks_app.command("reseal")

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     Table,
     Text,
@@ -24,6 +25,12 @@ NAMING_CONVENTION = {
 }
 
 
+def serves(queries: str) -> dict[str, str]:
+    """`info` for an index, or for the constraint that makes one: the queries it serves.
+    `mercato schema docs` prints it in docs/schema.md and refuses an index without one."""
+    return {"serves": queries}
+
+
 def schema_metadata(schema: str) -> MetaData:
     """The metadata a context declares its tables on: its own schema, shared names."""
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
@@ -35,12 +42,27 @@ def idempotency_table(metadata: MetaData) -> Table:
     return Table(
         "idempotency_keys",
         metadata,
-        Column("owner", Text, primary_key=True),
-        Column("key", Text, primary_key=True),
+        Column("owner", Text),
+        Column("key", Text),
         Column("fingerprint", LargeBinary, nullable=False),
         Column("status_code", SmallInteger, nullable=False),
         Column("headers", JSONB, nullable=False),
         Column("body", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        Index(f"ix_{metadata.schema}_idempotency_keys_created_at", "created_at"),
+        PrimaryKeyConstraint(
+            "owner",
+            "key",
+            info=serves(
+                "`replay` (`owner = $1 AND key = $2`, the age checked on the row), the "
+                "conflict target of `remember` (core/idempotency.py)"
+            ),
+        ),
+        Index(
+            f"ix_{metadata.schema}_idempotency_keys_created_at",
+            "created_at",
+            info=serves(
+                "`prune` (`created_at < now() - 24 h`): by the expiry sweep (orders) and "
+                "reconciliation (payments)"
+            ),
+        ),
     )

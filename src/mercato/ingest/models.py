@@ -26,6 +26,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     Numeric,
+    PrimaryKeyConstraint,
     SmallInteger,
     Table,
     Text,
@@ -34,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from mercato.core.tables import schema_metadata
+from mercato.core.tables import schema_metadata, serves
 
 SCHEMA = "ingest"
 metadata = schema_metadata(SCHEMA)
@@ -56,7 +57,7 @@ def _now(name: str, *, nullable: bool = False) -> Column[object]:
 jobs = Table(
     "jobs",
     metadata,
-    Column("id", UUID(as_uuid=True), primary_key=True, server_default=func.gen_random_uuid()),
+    Column("id", UUID(as_uuid=True), server_default=func.gen_random_uuid()),
     Column("source", Text, nullable=False),
     Column("file_name", Text, nullable=False),
     Column("file_path", Text, nullable=False),
@@ -87,33 +88,49 @@ jobs = Table(
     CheckConstraint(f"status IN {JOB_STATUSES}", name="status_known"),
     CheckConstraint(f"phase IN {JOB_PHASES}", name="phase_known"),
     CheckConstraint("format IN ('csv', 'json', 'ndjson')", name="format_known"),
-    # Newest first (the staff list, keyset).
-    Index("ix_jobs_newest", text("created_at DESC"), text("id DESC")),
-    # Jobs the runner still has to start or finish.
+    PrimaryKeyConstraint(
+        "id", info=serves("`GET /imports/{id}`; every step of a running job updates its row")
+    ),
+    Index(
+        "ix_jobs_newest",
+        text("created_at DESC"),
+        text("id DESC"),
+        info=serves("`GET /imports`: newest first, keyset on `(created_at, id)`"),
+    ),
     Index(
         "ix_jobs_unfinished",
         "created_at",
         postgresql_where=text("status IN ('queued', 'running')"),
+        info=serves("the import runner: queued and interrupted jobs, oldest first"),
     ),
 )
 
 rejects = Table(
     "rejects",
     metadata,
-    Column("job_id", UUID(as_uuid=True), primary_key=True),
-    Column("row_number", Integer, primary_key=True),
-    Column("seq", SmallInteger, primary_key=True),
+    Column("job_id", UUID(as_uuid=True), nullable=False),
+    Column("row_number", Integer, nullable=False),
+    Column("seq", SmallInteger, nullable=False),
     Column("field", Text, nullable=False),
     Column("rule", Text, nullable=False),
     Column("value", Text, nullable=True),
     Column("message", Text, nullable=False),
+    PrimaryKeyConstraint(
+        "job_id",
+        "row_number",
+        "seq",
+        info=serves(
+            "`GET /imports/{id}/rejects` and `rejects.csv`: a job's rejects in row order, "
+            "keyset on `(row_number, seq)`; deleting a job's rejects"
+        ),
+    ),
 )
 
 staged_rows = Table(
     "staged_rows",
     metadata,
-    Column("job_id", UUID(as_uuid=True), primary_key=True),
-    Column("row_number", Integer, primary_key=True),
+    Column("job_id", UUID(as_uuid=True), nullable=False),
+    Column("row_number", Integer, nullable=False),
     Column("source_key", Text, nullable=False),
     Column("content_hash", LargeBinary, nullable=False),
     Column("sku", Text, nullable=False),
@@ -133,34 +150,60 @@ staged_rows = Table(
     Column("outcome", Text, nullable=False, server_default=text("'staged'")),
     Column("load_seq", Integer, nullable=True),
     CheckConstraint(f"outcome IN {OUTCOMES}", name="outcome_known"),
-    # Load batches: the rows that carry a product's content, by load order.
+    PrimaryKeyConstraint(
+        "job_id",
+        "row_number",
+        info=serves("unification: a staged row by `(job_id, row_number)`; a job's rows"),
+    ),
     Index(
         "ix_staged_rows_load_seq",
         "job_id",
         "load_seq",
         postgresql_where=text("load_seq IS NOT NULL"),
+        info=serves(
+            "loading: a batch `load_seq > $after AND load_seq <= $through`; "
+            "`max(load_seq)` of a job"
+        ),
     ),
-    # Every row that feeds one product (its source keys are recorded with the batch).
-    Index("ix_staged_rows_product", "job_id", "product_id"),
+    Index(
+        "ix_staged_rows_product",
+        "job_id",
+        "product_id",
+        info=serves("loading: every row (source key) that feeds the batch's products"),
+    ),
 )
 
 source_records = Table(
     "source_records",
     metadata,
-    Column("source", Text, primary_key=True),
-    Column("source_key", Text, primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("source_key", Text, nullable=False),
     Column("product_id", UUID(as_uuid=True), nullable=False),
     Column("content_hash", LargeBinary, nullable=False),
     _now("updated_at"),
-    # The sources that feed a product (product detail for staff, erasure of a product).
-    Index("ix_source_records_product_id", "product_id"),
+    PrimaryKeyConstraint(
+        "source",
+        "source_key",
+        info=serves(
+            "unification: unchanged rows (same content hash) and matching by the source's "
+            "own key; the upsert of each loaded batch"
+        ),
+    ),
+    Index(
+        "ix_source_records_product_id",
+        "product_id",
+        info=serves("the sources that feed a product (which keys map to it)"),
+    ),
 )
 
 provenance = Table(
     "provenance",
     metadata,
-    Column("product_id", UUID(as_uuid=True), primary_key=True),
+    Column("product_id", UUID(as_uuid=True), nullable=False),
     # {"<field>": ["<source>", <priority>], ...}
     Column("fields", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     _now("updated_at"),
+    PrimaryKeyConstraint(
+        "product_id", info=serves("loading: a product's provenance, joined per merged row")
+    ),
 )

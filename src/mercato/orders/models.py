@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     SmallInteger,
     Table,
     Text,
@@ -27,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import UUID
 
-from mercato.core.tables import idempotency_table, schema_metadata
+from mercato.core.tables import idempotency_table, schema_metadata, serves
 
 SCHEMA = "orders"
 metadata = schema_metadata(SCHEMA)
@@ -45,7 +46,7 @@ STATUSES = (
 orders = Table(
     "orders",
     metadata,
-    Column("id", UUID(as_uuid=True), primary_key=True, server_default=func.gen_random_uuid()),
+    Column("id", UUID(as_uuid=True), server_default=func.gen_random_uuid()),
     Column("customer_id", UUID(as_uuid=True), nullable=False),
     Column("status", Text, nullable=False),
     Column("currency", Text, nullable=False),
@@ -62,15 +63,54 @@ orders = Table(
     CheckConstraint("total >= 0", name="total_not_negative"),
     CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_code"),
     # A customer's orders, newest first (their list and its cursor).
-    Index("ix_orders_customer_id_created_at_id", "customer_id", "created_at", "id"),
+    Index(
+        "ix_orders_customer_id_created_at_id",
+        "customer_id",
+        "created_at",
+        "id",
+        info=serves(
+            "`GET /orders` for a customer (and staff's `customer_id=`): `customer_id = $1"
+            " [AND (created_at, id) < cursor] ORDER BY created_at DESC, id DESC LIMIT n +"
+            " 1`, walked backward"
+        ),
+    ),
     # Staff lists: every order, or one status, newest first.
-    Index("ix_orders_created_at_id", "created_at", "id"),
-    Index("ix_orders_status_created_at_id", "status", "created_at", "id"),
+    Index(
+        "ix_orders_created_at_id",
+        "created_at",
+        "id",
+        info=serves(
+            "staff's `GET /orders` without `customer_id` or `status` (the "
+            "`created_from`/`created_to` range too): keyset on `(created_at, id)`, walked"
+            " backward"
+        ),
+    ),
+    Index(
+        "ix_orders_status_created_at_id",
+        "status",
+        "created_at",
+        "id",
+        info=serves("staff's `GET /orders?status=` (with a date range too)"),
+    ),
     # The expiry sweep's queue: pending orders by deadline.
     Index(
         "ix_orders_reservation_expires_at_pending",
         "reservation_expires_at",
         postgresql_where=text("status = 'pending_payment'"),
+        info=serves(
+            "the expiry sweep's queue: `due_for_expiry` (`status = 'pending_payment' AND "
+            "reservation_expires_at < now() ORDER BY reservation_expires_at LIMIT $1 FOR "
+            "UPDATE SKIP LOCKED`); only pending orders are in it"
+        ),
+    ),
+    PrimaryKeyConstraint(
+        "id",
+        info=serves(
+            "`get_order` (`GET /orders/{id}`, and `… FOR UPDATE` before every status "
+            "change, `payable_order`, `settle_order`), `order_owner` (the stream's order "
+            "topics, `GET /orders/{id}/payments`), `statuses` (`id = ANY(…)`, "
+            "reconciliation); the FK check of `order_lines`"
+        ),
     ),
 )
 
@@ -81,9 +121,8 @@ order_lines = Table(
         "order_id",
         UUID(as_uuid=True),
         ForeignKey("orders.id", ondelete="CASCADE"),
-        primary_key=True,
     ),
-    Column("line_no", SmallInteger, primary_key=True),
+    Column("line_no", SmallInteger),
     Column("product_id", UUID(as_uuid=True), nullable=False),
     Column("sku", Text, nullable=False),
     Column("name", Text, nullable=False),
@@ -92,6 +131,14 @@ order_lines = Table(
     Column("line_total", Numeric(12, 2), nullable=False),
     CheckConstraint("quantity > 0", name="quantity_positive"),
     CheckConstraint("unit_price >= 0", name="unit_price_not_negative"),
+    PrimaryKeyConstraint(
+        "order_id",
+        "line_no",
+        info=serves(
+            "`lines_of` (`order_id = ANY($1) ORDER BY order_id, line_no`: one query for a"
+            " page of orders or a sweep batch); the cascade from `orders`"
+        ),
+    ),
 )
 
 idempotency_keys = idempotency_table(metadata)

@@ -16,14 +16,16 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
 from sqlalchemy.dialects.postgresql import UUID
 
-from mercato.core.tables import idempotency_table, schema_metadata
+from mercato.core.tables import idempotency_table, schema_metadata, serves
 
 SCHEMA = "payments"
 metadata = schema_metadata(SCHEMA)
@@ -42,14 +44,14 @@ STATUSES = (
 payments = Table(
     "payments",
     metadata,
-    Column("id", UUID(as_uuid=True), primary_key=True, server_default=func.gen_random_uuid()),
+    Column("id", UUID(as_uuid=True), server_default=func.gen_random_uuid()),
     Column("order_id", UUID(as_uuid=True), nullable=False),
     Column("customer_id", UUID(as_uuid=True), nullable=False),
     Column("amount", Integer, nullable=False),  # minor units
     Column("currency", Text, nullable=False),
     Column("payment_method", Text, nullable=False),
-    Column("provider_key", Text, nullable=False, unique=True),
-    Column("intent_id", Text, unique=True),
+    Column("provider_key", Text, nullable=False),
+    Column("intent_id", Text),
     Column("status", Text, nullable=False, server_default=text("'pending'")),
     Column("failure_code", Text),
     Column("refunded_amount", Integer, nullable=False, server_default=text("0")),
@@ -63,27 +65,60 @@ payments = Table(
     ),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("refunded_amount BETWEEN 0 AND amount", name="refund_within_amount"),
-    Index("ix_payments_order_id", "order_id"),
+    Index(
+        "ix_payments_order_id",
+        "order_id",
+        info=serves("`payments_of` (`GET /orders/{id}/payments`, every attempt of the order)"),
+    ),
     Index(
         "uq_payments_order_id_open",
         "order_id",
         unique=True,
         postgresql_where=text("status IN ('pending', 'processing', 'succeeded')"),
+        info=serves(
+            "at most one live attempt per order (an insert that races another: "
+            "`PAYMENT_IN_PROGRESS`); `open_payment_of` (paying's step 1, refunds, "
+            "compensation), whose `WHERE` repeats the predicate"
+        ),
     ),
     # The reconciliation job's queue.
     Index(
         "ix_payments_updated_at_unsettled",
         "updated_at",
         postgresql_where=text("status IN ('pending', 'processing', 'refund_pending')"),
+        info=serves(
+            "reconciliation's queue: `unsettled` (`… AND updated_at < now() - $1 ORDER BY"
+            " updated_at LIMIT $2 FOR UPDATE SKIP LOCKED`; the claim, `busy_until`, is "
+            "checked on the row)"
+        ),
+    ),
+    PrimaryKeyConstraint(
+        "id",
+        info=serves(
+            "`get_payment` (`… FOR UPDATE` in `apply_intent` and refunds; the webhook's "
+            "fallback by `metadata.payment_id`), `update_payment`, `claim`, `release`"
+        ),
+    ),
+    UniqueConstraint(
+        "provider_key", info=serves("uniqueness only; no query looks an attempt up by its key")
+    ),
+    UniqueConstraint(
+        "intent_id", info=serves("`payment_by_intent` (`… FOR UPDATE`): the provider's webhooks")
     ),
 )
 
 webhook_events = Table(
     "webhook_events",
     metadata,
-    Column("event_id", Text, primary_key=True),
+    Column("event_id", Text),
     Column("type", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint(
+        "event_id",
+        info=serves(
+            "`record_webhook` (`INSERT … ON CONFLICT (event_id) DO NOTHING`: the duplicate check)"
+        ),
+    ),
 )
 
 idempotency_keys = idempotency_table(metadata)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
     Table,
     Text,
     func,
@@ -32,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
-from mercato.core.tables import schema_metadata
+from mercato.core.tables import schema_metadata, serves
 
 SCHEMA = "webhooks"
 metadata = schema_metadata(SCHEMA)
@@ -42,7 +43,7 @@ DELIVERY_STATUSES = ("succeeded", "failed", "dead")
 subscriptions = Table(
     "subscriptions",
     metadata,
-    Column("id", UUID(as_uuid=True), primary_key=True, server_default=func.gen_random_uuid()),
+    Column("id", UUID(as_uuid=True), server_default=func.gen_random_uuid()),
     Column("url", Text, nullable=False),
     Column("event_types", ARRAY(Text), nullable=False),
     Column("description", Text),
@@ -67,15 +68,41 @@ subscriptions = Table(
         "ix_subscriptions_next_attempt_at_active",
         "next_attempt_at",
         postgresql_where=text("active"),
+        info=serves(
+            "the delivery job's queue: `claim_due`'s inner `SELECT id … WHERE active AND "
+            "next_attempt_at <= now() AND delivered_position < $1 ORDER BY "
+            "next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED` (an index range on "
+            "`next_attempt_at`; `delivered_position`, behind the log's end, is checked on"
+            " the row). Paused and disabled subscriptions are not in it"
+        ),
     ),
     # The admin list, newest first.
-    Index("ix_subscriptions_created_at_id", "created_at", "id"),
+    Index(
+        "ix_subscriptions_created_at_id",
+        "created_at",
+        "id",
+        info=serves("`GET /webhooks/subscriptions`: keyset on `(created_at, id)`, walked backward"),
+    ),
+    PrimaryKeyConstraint(
+        "id",
+        info=serves(
+            "`get_subscription` (`GET /webhooks/subscriptions/{id}`, the subscription of "
+            "a manual replay, and `… FOR UPDATE` before every administrator change: "
+            "`PATCH`, `rotate-secret`, `replay`), `update_subscription`, "
+            "`delete_subscription`; the delivery job's lease-guarded updates (`advance`, "
+            "`retry_later`, `stop_delivering`, `release`: `WHERE id = $1 AND claim_token "
+            "= $2`) and the outer `UPDATE … WHERE id IN (…)` of `claim_due`; "
+            "`sealed_secrets` (`id > $1 ORDER BY id LIMIT $2 FOR UPDATE`: the batches of "
+            "`mercato webhooks reseal`) and `reseal`; the FK check when an attempt is "
+            "inserted"
+        ),
+    ),
 )
 
 deliveries = Table(
     "deliveries",
     metadata,
-    Column("id", UUID(as_uuid=True), primary_key=True, server_default=func.gen_random_uuid()),
+    Column("id", UUID(as_uuid=True), server_default=func.gen_random_uuid()),
     Column(
         "subscription_id",
         UUID(as_uuid=True),
@@ -100,6 +127,34 @@ deliveries = Table(
     CheckConstraint("attempt > 0", name="attempt_positive"),
     CheckConstraint("char_length(response_excerpt) <= 500", name="excerpt_short"),
     # The attempts log, newest first, overall and per subscription.
-    Index("ix_deliveries_attempted_at_id", "attempted_at", "id"),
-    Index("ix_deliveries_subscription_id_attempted_at_id", "subscription_id", "attempted_at", "id"),
+    Index(
+        "ix_deliveries_attempted_at_id",
+        "attempted_at",
+        "id",
+        info=serves(
+            "`GET /webhooks/deliveries` without `subscription_id`: keyset on "
+            "`(attempted_at, id)`, walked backward (a `status` filter is checked on the "
+            "rows); `prune_deliveries`' inner `SELECT id … WHERE attempted_at < $1 ORDER "
+            "BY attempted_at LIMIT $2`"
+        ),
+    ),
+    Index(
+        "ix_deliveries_subscription_id_attempted_at_id",
+        "subscription_id",
+        "attempted_at",
+        "id",
+        info=serves(
+            "`GET /webhooks/deliveries?subscription_id=` (keyset, walked backward); "
+            "`attempts_at` (`subscription_id = $1 AND event_id = $2`, numbering a manual "
+            "replay; `event_id` checked on the rows); the `ON DELETE CASCADE` from "
+            "`subscriptions`, by its leading column"
+        ),
+    ),
+    PrimaryKeyConstraint(
+        "id",
+        info=serves(
+            "`get_delivery` (`POST /webhooks/deliveries/{id}/replay`); the outer `DELETE "
+            "… WHERE id IN (…)` of `prune_deliveries`"
+        ),
+    ),
 )

@@ -1,11 +1,9 @@
 """Ingest: import jobs, their rejects and staged rows, per-source keys and provenance;
-the catalog's manufacturer part number and the indexes import matching uses.
+the catalog's manufacturer part number (its indexes come in 0009, built concurrently).
 
 Lookups: jobs newest first (the staff list, keyset) and unfinished ones (the runner);
 rejects by job in row order (primary key); staged rows by load batch and by product;
 source records by (source, key) (primary key) and by product; provenance by product.
-Catalog: products by GTIN in GTIN-14 form and by (lower(brand), mpn), live rows only.
-The catalog's indexes are built CONCURRENTLY: `products` is an existing, busy table.
 
 Revision ID: 0008
 Revises: 0007
@@ -193,62 +191,9 @@ def upgrade() -> None:
     op.add_column(
         "products", sa.Column("mpn", sa.String(length=64), nullable=True), schema="catalog"
     )
-    with op.get_context().autocommit_block():
-        op.create_index(
-            "ix_products_brand_mpn",
-            "products",
-            [sa.literal_column("lower(brand)"), "mpn"],
-            unique=False,
-            schema="catalog",
-            postgresql_where=sa.text("mpn IS NOT NULL AND deleted_at IS NULL"),
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
-        op.create_index(
-            "ix_products_gtin14",
-            "products",
-            [sa.literal_column("lpad(gtin, 14, '0')")],
-            unique=False,
-            schema="catalog",
-            postgresql_where=sa.text("gtin IS NOT NULL AND deleted_at IS NULL"),
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
-        op.drop_index(
-            "ix_products_gtin",
-            table_name="products",
-            schema="catalog",
-            postgresql_concurrently=True,
-            if_exists=True,
-        )
 
 
 def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.create_index(
-            "ix_products_gtin",
-            "products",
-            ["gtin"],
-            unique=False,
-            schema="catalog",
-            postgresql_where=sa.text("gtin IS NOT NULL"),
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
-        op.drop_index(
-            "ix_products_gtin14",
-            table_name="products",
-            schema="catalog",
-            postgresql_concurrently=True,
-            if_exists=True,
-        )
-        op.drop_index(
-            "ix_products_brand_mpn",
-            table_name="products",
-            schema="catalog",
-            postgresql_concurrently=True,
-            if_exists=True,
-        )
     op.drop_column("products", "mpn", schema="catalog")
     op.drop_index("ix_staged_rows_product", table_name="staged_rows", schema="ingest")
     op.drop_index(
