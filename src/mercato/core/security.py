@@ -31,6 +31,7 @@ PERMISSIONS: dict[str, str] = {
     "events:read": "Read the event log.",
     "metrics:read": "Scrape Prometheus metrics.",
     "webhooks:manage": "Manage webhook subscriptions, read and replay their deliveries.",
+    "stock:reserve": "Reserve, confirm and release stock for orders (the order service's key).",
 }
 
 PrincipalKind = Literal["user", "api_key"]
