@@ -120,7 +120,7 @@ class CatalogStockClient:
     ) -> dict[str, Any]:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(initial=0.05, max=0.5, jitter=0.05),
+            wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
             retry=retry_if_exception_type(_Transient),
             reraise=True,
         )
