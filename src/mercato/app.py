@@ -23,6 +23,8 @@ from starlette.types import Scope
 
 from mercato import __version__
 from mercato.catalog import api as catalog_api
+from mercato.catalog import reservations_api
+from mercato.catalog.jobs import ReservationSweepJob
 from mercato.core import health
 from mercato.core.access import PUBLIC, add_route, add_security_scheme
 from mercato.core.authentication import AuthenticationMiddleware
@@ -55,7 +57,9 @@ from mercato.ingest import ImportRunner
 from mercato.ingest import api as ingest_api
 from mercato.ingest.api import imports_dir
 from mercato.orders import api as orders_api
-from mercato.orders.jobs import ExpiryJob
+from mercato.orders.catalog_client import CatalogStockClient
+from mercato.orders.jobs import ExpiryJob, StockCallJob
+from mercato.orders.stock import LocalStock, RemoteStock, StockPort
 from mercato.payments import api as payments_api
 from mercato.payments.jobs import COMPENSATION, ReconcileJob
 from mercato.payments.stripe import StripeProvider
@@ -69,6 +73,7 @@ from mercato.webhooks import api as webhooks_api
 log = structlog.get_logger("mercato")
 
 API_PREFIX = "/api/v1"
+STOCK_CALL_POLL = timedelta(seconds=0.5)
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
@@ -114,40 +119,13 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             registry.register(PoolCollector(db.pool_stats))
             if _runs_sandbox(settings) and database is None:
                 await resources.enter_async_context(_sandbox(settings))
+            app.state.stock = stock = stock_port(settings, db)
+            resources.push_async_callback(stock.close)
             if settings.relay_in_process and database is None:
-                await resources.enter_async_context(_running(relay_for(settings, db.url), "relay"))
-                retention = RetentionJob(
-                    db,
-                    keep=timedelta(days=settings.event_retention_days),
-                    interval=timedelta(hours=1),
-                )
-                await resources.enter_async_context(_running(retention, "retention"))
-                erasure = ErasureJob(
-                    db,
-                    grace=timedelta(days=settings.account_erase_after_days),
-                    interval=timedelta(hours=1),
-                )
-                await resources.enter_async_context(_running(erasure, "erasure"))
-                sweep = timedelta(seconds=settings.order_expiry_sweep_seconds)
-                expiry = ExpiryJob(db, interval=sweep)
-                await resources.enter_async_context(_running(expiry, "order-expiry"))
-                reconcile = ReconcileJob(
-                    db,
-                    provider,
-                    older_than=timedelta(seconds=settings.payment_reconcile_after_seconds),
-                    interval=timedelta(seconds=15),
-                )
-                await resources.enter_async_context(_running(reconcile, "payment-reconcile"))
-                compensation = ConsumerRunner(db, COMPENSATION)
-                await resources.enter_async_context(_running(compensation, "compensation"))
-                webhook_delivery = DeliveryJob(db, settings)
-                await resources.enter_async_context(_running(webhook_delivery, "webhooks"))
-                app.state.import_runner = imports = ImportRunner(
-                    db,
-                    batch_size=settings.import_batch_size,
-                    owned_files=imports_dir(settings),
-                )
-                await resources.enter_async_context(_running(imports, "imports"))
+                for service, name in background_work(settings, db, provider, stock):
+                    await resources.enter_async_context(_running(service, name))
+                    if isinstance(service, ImportRunner):
+                        app.state.import_runner = service  # uploads wake it
             app.state.stream_hub = hub = StreamHub(db)
             resources.push_async_callback(hub.stop)
             log.info("started", version=__version__, environment=settings.environment.value)
@@ -237,16 +215,82 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         per_instance=settings.stream_max_connections, per_client=settings.stream_max_per_client
     )
     health.register_routes(app)
-    identity_api.register_routes(app, prefix=API_PREFIX)
-    identity_admin_api.register_routes(app, prefix=API_PREFIX)
-    catalog_api.register_routes(app, prefix=API_PREFIX)
-    orders_api.register_routes(app, prefix=API_PREFIX)
-    payments_api.register_routes(app, prefix=API_PREFIX)
-    events_api.register_routes(app, prefix=API_PREFIX)
-    realtime_api.register_routes(app, prefix=API_PREFIX)
-    webhooks_api.register_routes(app, prefix=API_PREFIX)
-    ingest_api.register_routes(app, prefix=API_PREFIX)
+    contexts = ORDERS_ALONE if settings.serve_context == "orders" else EVERY_CONTEXT
+    for register_routes in contexts:
+        register_routes(app, prefix=API_PREFIX)
     return app
+
+
+# The routes of each deployment: everything in one process, or the order context alone
+# (with payments, which pay for its orders), reaching the catalog's stock over HTTP.
+ORDERS_ALONE = (orders_api.register_routes, payments_api.register_routes)
+EVERY_CONTEXT = (
+    identity_api.register_routes,
+    identity_admin_api.register_routes,
+    catalog_api.register_routes,
+    reservations_api.register_routes,
+    *ORDERS_ALONE,
+    events_api.register_routes,
+    realtime_api.register_routes,
+    webhooks_api.register_routes,
+    ingest_api.register_routes,
+)
+
+
+def stock_port(settings: Settings, db: Database) -> StockPort:
+    """In process in one process; over HTTP when the order context runs alone."""
+    if settings.serve_context != "orders":
+        return LocalStock()
+    assert settings.catalog_url, "checked by Settings"
+    assert settings.catalog_api_key, "checked by Settings"
+    client = CatalogStockClient(
+        base_url=settings.catalog_url,
+        api_key=settings.catalog_api_key.get_secret_value(),
+        connect_timeout=settings.catalog_connect_timeout_seconds,
+        timeout=settings.catalog_timeout_seconds,
+        breaker_threshold=settings.catalog_breaker_threshold,
+        breaker_seconds=settings.catalog_breaker_seconds,
+    )
+    return RemoteStock(client, db)
+
+
+def background_work(
+    settings: Settings, db: Database, provider: StripeProvider, stock: StockPort
+) -> list[tuple[BackgroundService, str]]:
+    """What runs beside the API (or in `mercato worker`), each with its name: the order
+    context's work alone, or every context's."""
+    work: list[tuple[BackgroundService, str]] = [(relay_for(settings, db.url), "relay")]
+    if settings.serve_context == "all":
+        hourly = timedelta(hours=1)
+        keep = timedelta(days=settings.event_retention_days)
+        grace = timedelta(days=settings.account_erase_after_days)
+        sweep = timedelta(seconds=settings.stock_reservation_sweep_seconds)
+        work += [
+            (RetentionJob(db, keep=keep, interval=hourly), "retention"),
+            (ErasureJob(db, grace=grace, interval=hourly), "erasure"),
+            (ReservationSweepJob(db, interval=sweep), "stock-reservation-sweep"),
+        ]
+    reconcile = ReconcileJob(
+        db,
+        provider,
+        older_than=timedelta(seconds=settings.payment_reconcile_after_seconds),
+        interval=timedelta(seconds=15),
+    )
+    expiry = timedelta(seconds=settings.order_expiry_sweep_seconds)
+    work += [
+        (ExpiryJob(db, interval=expiry), "order-expiry"),
+        (reconcile, "payment-reconcile"),
+        (ConsumerRunner(db, COMPENSATION), "compensation"),
+    ]
+    if isinstance(stock, RemoteStock):
+        work.append((StockCallJob(db, stock, interval=STOCK_CALL_POLL), "stock-calls"))
+    if settings.serve_context == "all":
+        work.append((DeliveryJob(db, settings), "webhooks"))
+        imports = ImportRunner(
+            db, batch_size=settings.import_batch_size, owned_files=imports_dir(settings)
+        )
+        work.append((imports, "imports"))
+    return work
 
 
 def webhook_event_types() -> frozenset[str]:
@@ -322,11 +366,11 @@ async def _owned_database(settings: Settings) -> AsyncIterator[Database]:
         yield db
 
 
-class _Service(Protocol):
+class BackgroundService(Protocol):
     async def run(self, stop: asyncio.Event) -> None: ...
 
 
-ServiceT = TypeVar("ServiceT", bound=_Service)
+ServiceT = TypeVar("ServiceT", bound=BackgroundService)
 
 
 @asynccontextmanager

@@ -66,3 +66,18 @@ class OutOfStock(Conflict):
 class ProductUnavailable(ValidationFailed):
     code = "PRODUCT_UNAVAILABLE"
     message = "One or more products do not exist or are not for sale."
+
+
+class ReservationNotFound(NotFound):
+    code = "STOCK_RESERVATION_NOT_FOUND"
+    message = "No such stock reservation."
+
+
+class ReservationMismatch(ValidationFailed):
+    code = "STOCK_RESERVATION_MISMATCH"
+    message = "This reservation id was used for other lines."
+
+
+class ReservationReleased(Conflict):
+    code = "STOCK_RESERVATION_RELEASED"
+    message = "This reservation was released (by its caller, or at its deadline)."

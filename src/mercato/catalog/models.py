@@ -266,3 +266,51 @@ products = Table(
         ),
     ),
 )
+
+RESERVATION_STATUSES = ("reserved", "confirmed", "released")
+
+# Stock held for a caller over HTTP (the order service), keyed by an id the caller chose (the
+# order's id), so that a retried request finds the reservation its first try made. `lines`
+# holds what was reserved, prices included, so a repeat gets the same answer. `reserved` ones
+# carry a deadline: the sweep releases them if the caller never confirms (it crashed between
+# reserving and recording its order). `confirmed` ones are the caller's until it releases
+# them. A release of an id never reserved leaves a `released` row with no lines, so a reserve
+# that arrives late (after its caller gave up) is refused instead of holding stock.
+stock_reservations = Table(
+    "stock_reservations",
+    metadata,
+    Column("id", UUID(as_uuid=True), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("lines", JSONB, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    *_timestamps(),
+    CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in RESERVATION_STATUSES) + ")",
+        name="status_known",
+    ),
+    CheckConstraint(
+        "(status = 'reserved') = (expires_at IS NOT NULL)", name="deadline_while_reserved"
+    ),
+    PrimaryKeyConstraint(
+        "id",
+        info=serves(
+            "reserve's claim (`INSERT … ON CONFLICT (id) DO NOTHING`, a duplicate waiting on "
+            "the key), confirm, release (`… FOR UPDATE`), `GET /stock/reservations/{id}`"
+        ),
+    ),
+    Index(
+        "ix_stock_reservations_expires_at_reserved",
+        "expires_at",
+        postgresql_where=text("status = 'reserved'"),
+        info=serves(
+            "the sweep: `status = 'reserved' AND expires_at < clock_timestamp() "
+            "ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED`"
+        ),
+    ),
+    Index(
+        "ix_stock_reservations_updated_at_released",
+        "updated_at",
+        postgresql_where=text("status = 'released'"),
+        info=serves("pruning: `status = 'released' AND updated_at < clock_timestamp() - 1 day`"),
+    ),
+)

@@ -201,3 +201,35 @@ class CategoryEnvelope(BaseModel):
 class CategoryTree(BaseModel):
     data: list[CategoryNode]
     meta: dict[str, Any]
+
+
+# --- stock reservations (the stock port over HTTP) -----------------------------------------
+
+
+class ReservationLineIn(Input):
+    product_id: uuid.UUID
+    quantity: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class ReservationCreate(Input):
+    lines: Annotated[list[ReservationLineIn], Field(min_length=1, max_length=100)]
+
+
+class ReservedLineOut(BaseModel):
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    unit_price: Decimal
+    currency: str
+    quantity: int
+
+
+class ReservationOut(BaseModel):
+    id: uuid.UUID
+    status: str  # reserved, confirmed, released
+    expires_at: datetime | None
+    lines: list[ReservedLineOut]
+
+
+class ReservationEnvelope(BaseModel):
+    data: ReservationOut

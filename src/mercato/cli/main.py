@@ -10,7 +10,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mercato import sandbox
-from mercato.app import openapi_document, payment_provider
+from mercato.app import background_work, openapi_document, payment_provider, stock_port
 from mercato.catalog.demo_data import seed_catalog
 from mercato.cli.database import database_url
 from mercato.cli.identity import keys_app, users_app
@@ -33,14 +33,7 @@ from mercato.core.database import Database, asyncpg_dsn
 from mercato.core.migrate import require_current_schema
 from mercato.core.observability import configure_logging
 from mercato.events import repository as events_repository
-from mercato.events.consumers import ConsumerRunner
-from mercato.events.relay import relay_for
-from mercato.events.retention import RetentionJob, prune
-from mercato.identity.jobs import ErasureJob
-from mercato.ingest import ImportRunner
-from mercato.orders.jobs import ExpiryJob
-from mercato.payments.jobs import COMPENSATION, ReconcileJob
-from mercato.webhooks import DeliveryJob
+from mercato.events.retention import prune
 from mercato.webhooks.service import reseal_secrets
 
 app = typer.Typer(help="Mercato: a commerce backend on PostgreSQL.", no_args_is_help=True)
@@ -64,8 +57,19 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    context: Annotated[
+        Literal["all", "orders"] | None,
+        typer.Option(
+            help="Serve every context (all), or the order context alone, reserving stock "
+            "through the catalog over HTTP (orders: needs MERCATO_CATALOG_URL and "
+            "MERCATO_CATALOG_API_KEY). Default: MERCATO_SERVE_CONTEXT, else all."
+        ),
+    ] = None,
 ) -> None:
     """Serve the API (uvicorn, uvloop, httptools)."""
+    if context is not None:
+        # Workers build their app from the environment: the choice travels there.
+        os.environ["MERCATO_SERVE_CONTEXT"] = context
     settings = Settings()
     # uvicorn re-raises SIGTERM after its graceful shutdown; with Python's default handler
     # that would kill the process before the embedded database is released. Turning it
@@ -101,7 +105,10 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 def worker() -> None:
     """Run the background work: the outbox relay (one active at a time), log retention,
     the erasure of deleted accounts, the expiry of unpaid orders, payment reconciliation,
-    the refund of cancelled paid orders, webhook delivery and product imports."""
+    the refund of cancelled paid orders, webhook delivery, product imports and the release
+    of stock reservations nobody confirmed. With MERCATO_SERVE_CONTEXT=orders, the order
+    context's work only (relay, expiry, reconciliation, refunds), plus the calls it owes
+    the catalog."""
     settings = Settings().with_local_secrets()
     configure_logging(level=settings.log_level, json=settings.log_json)
 
@@ -120,35 +127,13 @@ def worker() -> None:
         # One connection per service that may hold one at a time, plus one to spare (the
         # webhook delivery holds one only for short transactions, never while sending).
         db = await Database.connect(url, min_size=1, max_size=8)
-        keep = timedelta(days=settings.event_retention_days)
-        retention = RetentionJob(db, keep=keep, interval=timedelta(hours=1))
-        grace = timedelta(days=settings.account_erase_after_days)
-        erasure = ErasureJob(db, grace=grace, interval=timedelta(hours=1))
-        sweep = timedelta(seconds=settings.order_expiry_sweep_seconds)
-        expiry = ExpiryJob(db, interval=sweep)
         provider = payment_provider(settings)
-        reconcile = ReconcileJob(
-            db,
-            provider,
-            older_than=timedelta(seconds=settings.payment_reconcile_after_seconds),
-            interval=timedelta(seconds=15),
-        )
+        stock = stock_port(settings, db)
         try:
-            await asyncio.gather(
-                relay_for(settings, url).run(stop),
-                retention.run(stop),
-                erasure.run(stop),
-                expiry.run(stop),
-                reconcile.run(stop),
-                ConsumerRunner(db, COMPENSATION).run(stop),
-                DeliveryJob(db, settings).run(stop),
-                ImportRunner(
-                    db,
-                    batch_size=settings.import_batch_size,
-                    owned_files=settings.data_dir / "imports",
-                ).run(stop),
-            )
+            work = background_work(settings, db, provider, stock)
+            await asyncio.gather(*(service.run(stop) for service, _name in work))
         finally:
+            await stock.close()
             await provider.close()
             await db.close()
 

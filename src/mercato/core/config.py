@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -79,6 +79,24 @@ class Settings(BaseSettings):
     # expires unpaid orders (and releases their stock) runs.
     order_reservation_minutes: float = Field(default=15.0, gt=0)
     order_expiry_sweep_seconds: float = Field(default=30.0, gt=0)
+
+    # Which contexts this process serves: "all" (one process; orders take stock in process,
+    # in their own transaction) or "orders" (orders and payments alone; stock is reserved
+    # through the catalog's port over HTTP at `catalog_url`, as the service whose API key,
+    # `catalog_api_key`, holds `stock:reserve`). Calls to the catalog have these timeouts
+    # (connect; each read), are retried a few times, and a breaker stops them for
+    # `catalog_breaker_seconds` after `catalog_breaker_threshold` failed calls in a row.
+    serve_context: Literal["all", "orders"] = "all"
+    catalog_url: str | None = None
+    catalog_api_key: SecretStr | None = None
+    catalog_connect_timeout_seconds: float = Field(default=1.0, gt=0)
+    catalog_timeout_seconds: float = Field(default=5.0, gt=0)
+    catalog_breaker_threshold: int = Field(default=5, ge=1)
+    catalog_breaker_seconds: float = Field(default=10.0, gt=0)
+    # The catalog's side: a reservation made over HTTP and never confirmed (its caller died
+    # before recording its order) is released after this long; the sweep looks this often.
+    stock_reservation_minutes: float = Field(default=15.0, gt=0)
+    stock_reservation_sweep_seconds: float = Field(default=10.0, gt=0)
 
     # Payments: a provider speaking Stripe's PaymentIntents protocol. Without a base URL,
     # development and tests use the local sandbox (`mercato sandbox-pay`) at this address.
@@ -170,6 +188,12 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"{network!r} is not a CIDR network") from exc
         return networks
+
+    @model_validator(mode="after")
+    def _orders_alone_need_the_catalog(self) -> Settings:
+        if self.serve_context == "orders" and (not self.catalog_url or not self.catalog_api_key):
+            raise ValueError("serve_context 'orders' needs catalog_url and catalog_api_key")
+        return self
 
     @model_validator(mode="after")
     def require_production_secrets(self) -> Settings:

@@ -85,7 +85,18 @@ async def replay(
     )
     if not locked:
         raise IdempotencyKeyInUse()
-    stored = await conn.fetchrow(
+    return await stored_answer(
+        conn, table=table, owner=owner, key=key, request_fingerprint=request_fingerprint
+    )
+
+
+async def stored_answer(
+    db: Executor, *, table: str, owner: str, key: str, request_fingerprint: bytes
+) -> Response | None:
+    """The stored answer to replay (422 if it was for another request), or None; without
+    holding the key. `run_once` checks again under the key: this lets a use case that acts
+    before its transaction (a saga's first step) skip requests that were already answered."""
+    stored = await db.fetchrow(
         f"SELECT fingerprint, status_code, headers, body FROM {table}"  # noqa: S608
         " WHERE owner = $1 AND key = $2 AND created_at > now() - $3::interval",
         owner,

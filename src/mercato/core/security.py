@@ -32,6 +32,7 @@ PERMISSIONS: dict[str, str] = {
     "metrics:read": "Scrape Prometheus metrics.",
     "webhooks:manage": "Manage webhook subscriptions, read and replay their deliveries.",
     "imports:manage": "Import product feeds, follow import jobs and read their rejects.",
+    "stock:reserve": "Reserve, confirm and release stock for orders (the order service's key).",
 }
 
 PrincipalKind = Literal["user", "api_key"]

@@ -10,7 +10,7 @@ transaction (the job commits each batch with its events and its progress).
   Products are locked first, and only rows whose values really change are written.
 - Every source key that fed a loaded product is recorded with its content hash.
 
-Writing `catalog.products` here is the bulk path the catalog grants the import (ADR 0042):
+Writing `catalog.products` here is the bulk path the catalog grants the import (ADR 0041):
 the same columns, constraints and events as its own use cases.
 """
 

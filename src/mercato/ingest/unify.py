@@ -11,7 +11,7 @@ One transaction over the job's staged rows, in this order:
 6. per product, the last row of the file carries its content (`load_seq` numbers those
    rows in file order, for the load batches); every row's source key maps to the product.
 
-Reading `catalog.products` here is the matching the catalog grants the import (ADR 0042).
+Reading `catalog.products` here is the matching the catalog grants the import (ADR 0041).
 """
 
 from __future__ import annotations

@@ -19,7 +19,13 @@ from mercato.core.access import (
 from mercato.core.deps import cursor_codec, database
 from mercato.core.errors import Forbidden
 from mercato.core.http import envelope
-from mercato.core.idempotency import StoredAnswer, fingerprint, idempotency_key, run_once
+from mercato.core.idempotency import (
+    StoredAnswer,
+    fingerprint,
+    idempotency_key,
+    run_once,
+    stored_answer,
+)
 from mercato.core.pagination import fingerprint as query_fingerprint
 from mercato.core.security import Principal
 from mercato.orders import repository, service
@@ -31,6 +37,7 @@ from mercato.orders.schemas import (
     OrderListQuery,
     OrderPage,
 )
+from mercato.orders.stock import StockPort
 
 PRIVATE = {"cache-control": "no-store"}
 
@@ -49,28 +56,42 @@ def _customer(request: Request) -> Principal:
     return principal
 
 
+def _idempotency_scope(request: Request, principal: Principal, body: Any) -> dict[str, Any]:
+    return {
+        "table": repository.IDEMPOTENCY_TABLE,
+        "owner": f"{principal.kind}:{principal.subject_id}",
+        "key": idempotency_key(request),
+        "request_fingerprint": fingerprint(request.method, request.url.path, body),
+    }
+
+
 async def _idempotent(request: Request, principal: Principal, body: Any, action: Any) -> Response:
-    return await run_once(
-        database(request),
-        table=repository.IDEMPOTENCY_TABLE,
-        owner=f"{principal.kind}:{principal.subject_id}",
-        key=idempotency_key(request),
-        request_fingerprint=fingerprint(request.method, request.url.path, body),
-        action=action,
-    )
+    scope = _idempotency_scope(request, principal, body)
+    return await run_once(database(request), action=action, **scope)
 
 
 async def place_order(request: Request, data: OrderCreate) -> Response:
     principal = _customer(request)
-    minutes = request.app.state.settings.order_reservation_minutes
+    holds_for = timedelta(minutes=request.app.state.settings.order_reservation_minutes)
+    body = data.model_dump(mode="json")
+    stock: StockPort = request.app.state.stock
+    if stock.reserves_ahead:
+        # Stock is asked for before the order's transaction: a request already answered is
+        # replayed first, not sent to the catalog again.
+        scope = _idempotency_scope(request, principal, body)
+        replayed = await stored_answer(database(request).reader, **scope)
+        if replayed is not None:
+            return replayed
+    order_id = uuid.uuid4()
+    async with stock.hold(order_id, service.stock_lines_of(data.lines)) as hold:
 
-    async def place(conn: Any) -> StoredAnswer:
-        order = await service.place_order(
-            conn, principal.subject_id, data.lines, holds_for=timedelta(minutes=minutes)
-        )
-        return _answer(order, status=201)
+        async def place(conn: Any) -> StoredAnswer:
+            order = await service.place_order(
+                conn, hold, principal.subject_id, data.lines, order_id=order_id, holds_for=holds_for
+            )
+            return _answer(order, status=201)
 
-    return await _idempotent(request, principal, data.model_dump(mode="json"), place)
+        return await _idempotent(request, principal, body, place)
 
 
 async def cancel_order(request: Request, order_id: uuid.UUID, data: OrderCancel) -> Response:
@@ -145,7 +166,8 @@ def register_routes(app: FastAPI, *, prefix: str) -> None:
         place_order,
         "POST",
         AUTHENTICATED,
-        "Place an order (Idempotency-Key required): reserves stock, freezes prices",
+        "Place an order (Idempotency-Key required): reserves stock, freezes prices; 503 "
+        "STOCK_SERVICE_UNAVAILABLE when the catalog cannot be reached (order service alone)",
         status_code=201,
         response_model=OrderEnvelope,
     )

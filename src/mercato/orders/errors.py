@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mercato.core.errors import Conflict, NotFound, ValidationFailed
+from mercato.core.errors import Conflict, DomainError, NotFound, ValidationFailed
 
 
 class OrderNotFound(NotFound):
@@ -20,3 +20,12 @@ class InvalidTransition(Conflict):
 class MixedCurrencies(ValidationFailed):
     code = "ORDER_MIXED_CURRENCIES"
     message = "All lines of an order must be priced in one currency."
+
+
+class StockServiceUnavailable(DomainError):
+    code = "STOCK_SERVICE_UNAVAILABLE"
+    status = 503
+    message = (
+        "Stock cannot be reserved right now (the catalog does not answer); no order was "
+        "placed. Retry with the same Idempotency-Key."
+    )

@@ -5,6 +5,8 @@
   while stock is held for a pending payment.
 - `order_lines`: what was bought, at which price.
 - `idempotency_keys`: stored answers to unsafe order requests (core/idempotency.py).
+- `stock_reservations`: orders whose stock the catalog holds over HTTP (the split
+  deployment), and what the catalog still has to be told about it.
 
 `customer_id` is the identity context's user id; no foreign key crosses the schemas.
 """
@@ -142,3 +144,45 @@ order_lines = Table(
 )
 
 idempotency_keys = idempotency_table(metadata)
+
+STOCK_STATES = ("confirming", "confirmed", "releasing", "released")
+
+# One row per order placed through the catalog's stock port over HTTP; orders whose stock was
+# taken in process have none (their stock goes back in process, in the closing transaction).
+# `confirming` and `releasing` are calls the catalog still has to receive: written in the
+# order's own transaction, made after its commit, and retried from `next_attempt_at` on
+# until the catalog has answered (the order side's outbox for its saga).
+stock_reservations = Table(
+    "stock_reservations",
+    metadata,
+    Column(
+        "order_id",
+        UUID(as_uuid=True),
+        ForeignKey("orders.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("state", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_error", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(
+        "state IN (" + ", ".join(f"'{s}'" for s in STOCK_STATES) + ")", name="state_known"
+    ),
+    PrimaryKeyConstraint(
+        "order_id",
+        info=serves(
+            "`owe_release` (`order_id = ANY($1)`, closing orders), `stock_state`, "
+            "`call_made`, `call_failed`"
+        ),
+    ),
+    Index(
+        "ix_stock_reservations_next_attempt_at_owed",
+        "next_attempt_at",
+        postgresql_where=text("state IN ('confirming', 'releasing')"),
+        info=serves(
+            "the stock-call job's lease: `state IN (…) AND next_attempt_at <= now() "
+            "ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED`"
+        ),
+    ),
+)

@@ -20,8 +20,8 @@ async def insert_order(conn: Executor, fields: dict[str, Any], *, holds_for: tim
     return await conn.fetchrow(
         # clock_timestamp(), not now(): orders placed in one transaction (a batch import,
         # a test) still get distinct, ordered times for the newest-first lists.
-        "INSERT INTO orders.orders (customer_id, status, currency, total, item_count,"
-        " reservation_expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5,"
+        "INSERT INTO orders.orders (id, customer_id, status, currency, total, item_count,"
+        " reservation_expires_at, created_at, updated_at) VALUES ($7, $1, $2, $3, $4, $5,"
         " clock_timestamp() + $6::interval, clock_timestamp(), clock_timestamp())"
         f" RETURNING {ORDER_COLUMNS}",
         fields["customer_id"],
@@ -30,6 +30,7 @@ async def insert_order(conn: Executor, fields: dict[str, Any], *, holds_for: tim
         fields["total"],
         fields["item_count"],
         holds_for,
+        fields["id"],
     )
 
 
@@ -129,4 +130,74 @@ async def due_for_expiry(conn: Executor, *, limit: int) -> Any:
         " AND reservation_expires_at < now() ORDER BY reservation_expires_at LIMIT $1"
         " FOR UPDATE SKIP LOCKED",
         limit,
+    )
+
+
+# --- stock held by the catalog over HTTP (orders.stock_reservations) ----------------------
+
+
+async def owe_confirmation(conn: Executor, order_id: uuid.UUID, *, after: timedelta) -> None:
+    """The order's stock is the catalog's reservation, still to be confirmed; the placing
+    request does it at once, the stock-call job from `after` on if it could not."""
+    await conn.execute(
+        "INSERT INTO orders.stock_reservations (order_id, state, next_attempt_at)"
+        " VALUES ($1, 'confirming', now() + $2::interval)",
+        order_id,
+        after,
+    )
+
+
+async def owe_release(conn: Executor, order_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Of these orders (being closed), those whose stock the catalog holds: each now owes
+    it a release call, due at once."""
+    rows = await conn.fetch(
+        "UPDATE orders.stock_reservations SET state = 'releasing', attempts = 0,"
+        " next_attempt_at = now(), last_error = NULL, updated_at = now()"
+        " WHERE order_id = ANY($1::uuid[]) RETURNING order_id",
+        order_ids,
+    )
+    return {row["order_id"] for row in rows}
+
+
+async def lease_owed_calls(conn: Executor, *, limit: int, lease: timedelta) -> list[Any]:
+    """Calls owed to the catalog that are due, leased to this caller for `lease`."""
+    return await conn.fetch(
+        "UPDATE orders.stock_reservations SET next_attempt_at = now() + $2::interval,"
+        " attempts = attempts + 1 WHERE order_id IN (SELECT order_id FROM"
+        " orders.stock_reservations WHERE state IN ('confirming', 'releasing')"
+        " AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1"
+        " FOR UPDATE SKIP LOCKED) RETURNING order_id, state, attempts",
+        limit,
+        lease,
+    )
+
+
+async def call_made(conn: Executor, order_id: uuid.UUID, *, state: str, now_state: str) -> None:
+    """The catalog answered the call owed in `state` (unless the order moved on meanwhile)."""
+    await conn.execute(
+        "UPDATE orders.stock_reservations SET state = $3, last_error = NULL, updated_at = now()"
+        " WHERE order_id = $1 AND state = $2",
+        order_id,
+        state,
+        now_state,
+    )
+
+
+async def call_failed(
+    conn: Executor, order_id: uuid.UUID, *, state: str, error: str, retry_in: timedelta
+) -> None:
+    await conn.execute(
+        "UPDATE orders.stock_reservations SET next_attempt_at = now() + $3::interval,"
+        " last_error = $4, updated_at = now() WHERE order_id = $1 AND state = $2",
+        order_id,
+        state,
+        retry_in,
+        error[:500],
+    )
+
+
+async def stock_state(conn: Executor, order_id: uuid.UUID, *, for_update: bool = False) -> Any:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchval(
+        f"SELECT state FROM orders.stock_reservations WHERE order_id = $1{lock}", order_id
     )

@@ -1,6 +1,6 @@
-"""Order use cases. Each runs in the caller's transaction; stock goes through the
-catalog's port, in that same transaction, so an order and its reservation commit together
-or not at all."""
+"""Order use cases. Each runs in the caller's transaction. Stock goes through the
+catalog's stock port (orders/stock.py): in process, in that same transaction, so an order
+and its reservation commit together or not at all; or over HTTP, as a saga around it."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from mercato.catalog import StockLine, release_stock, reserve_stock
+from mercato.catalog import StockLine, release_stock
 from mercato.core.database import Database, Executor
 from mercato.core.errors import Forbidden
 from mercato.core.security import Principal
 from mercato.events import record_events
 from mercato.orders import events, repository
-from mercato.orders.errors import MixedCurrencies, OrderNotFound
+from mercato.orders.errors import InvalidTransition, MixedCurrencies, OrderNotFound
 from mercato.orders.rules import (
     HOLDS_RESERVATION,
     TRANSITIONS,
@@ -26,6 +26,7 @@ from mercato.orders.rules import (
     next_status,
 )
 from mercato.orders.schemas import LineIn
+from mercato.orders.stock import Hold
 
 READ_ANY = "orders:read:any"
 WRITE_ANY = "orders:write:any"
@@ -68,13 +69,23 @@ def _merged_in_request_order(lines: list[LineIn]) -> list[LineIn]:
     return [LineIn(product_id=p, quantity=q) for p, q in quantities.items()]
 
 
+def stock_lines_of(lines: list[LineIn]) -> list[StockLine]:
+    return [StockLine(line.product_id, line.quantity) for line in _merged_in_request_order(lines)]
+
+
 async def place_order(
-    conn: Executor, customer_id: uuid.UUID, lines: list[LineIn], *, holds_for: timedelta
+    conn: Executor,
+    hold: Hold,
+    customer_id: uuid.UUID,
+    lines: list[LineIn],
+    *,
+    order_id: uuid.UUID,
+    holds_for: timedelta,
 ) -> dict[str, Any]:
-    """Reserve stock for every line (or none), freeze the prices, and open the order."""
+    """Take the order's stock from `hold` (every line or none), freeze the prices, and open
+    the order."""
     wanted = _merged_in_request_order(lines)
-    stock = [StockLine(line.product_id, line.quantity) for line in wanted]
-    reserved = {r.product_id: r for r in await reserve_stock(conn, stock)}
+    reserved = {r.product_id: r for r in await hold.take(conn)}
     currencies = {r.currency for r in reserved.values()}
     if len(currencies) != 1:
         raise MixedCurrencies(
@@ -95,6 +106,7 @@ async def place_order(
     order = await repository.insert_order(
         conn,
         {
+            "id": order_id,
             "customer_id": customer_id,
             "status": Status.PENDING_PAYMENT.value,
             "currency": currencies.pop(),
@@ -104,6 +116,7 @@ async def place_order(
         holds_for=holds_for,
     )
     stored = await repository.insert_lines(conn, order["id"], priced)
+    await hold.record(conn)
     result = order_json(order, stored)
     await record_events(conn, [events.order_event(events.ORDER_CREATED, result)])
     return result
@@ -153,15 +166,29 @@ async def change_status(
         _require_allowed(principal, current, action)
     lines = (await repository.lines_of(conn, [order_id]))[order_id]
     if target in RELEASES_STOCK:
-        await release_stock(conn, _stock_lines(lines))
+        await give_back_stock(conn, {order_id: lines})
     return await _record_status(conn, order_id, target, lines, reason=reason)
 
 
 RELEASES_STOCK = frozenset({Status.CANCELLED, Status.EXPIRED})
 
 
-def _stock_lines(lines: Iterable[Any]) -> list[StockLine]:
-    return [StockLine(line["product_id"], line["quantity"]) for line in lines]
+async def give_back_stock(conn: Executor, lines: dict[uuid.UUID, list[Any]]) -> None:
+    """Stock goes back the way it was taken: orders whose stock the catalog holds over HTTP
+    owe it a release call (made after this transaction, retried until it is answered), the
+    others give it back here. One release for all the in-process ones: their product rows
+    are locked in one ascending order, as every other stock change locks them, so callers
+    releasing batches (the expiry sweep) cannot deadlock."""
+    remote = await repository.owe_release(conn, list(lines))
+    await release_stock(
+        conn,
+        [
+            StockLine(line["product_id"], line["quantity"])
+            for order_id, order_lines in lines.items()
+            if order_id not in remote
+            for line in order_lines
+        ],
+    )
 
 
 async def _record_status(
@@ -198,14 +225,27 @@ async def expire_due_orders(db: Database, *, batch: int = EXPIRY_BATCH) -> int:
         async with db.transaction() as conn:
             due = [row["id"] for row in await repository.due_for_expiry(conn, limit=batch)]
             lines = await repository.lines_of(conn, due)
-            # One release for the whole batch: its product rows are locked in one ascending
-            # order, as every other stock change locks them, so sweepers cannot deadlock.
-            await release_stock(conn, _stock_lines(line for ls in lines.values() for line in ls))
+            await give_back_stock(conn, lines)
             for order_id in due:
                 await _record_status(conn, order_id, Status.EXPIRED, lines[order_id], reason=None)
         expired += len(due)
         if len(due) < batch:
             return expired
+
+
+async def cancel_lapsed(conn: Executor, order_id: uuid.UUID) -> bool:
+    """The catalog released an order's stock before hearing that the order exists (its
+    confirmation came too late: the order service was down past the catalog's deadline).
+    The order cannot be honoured from that stock: cancel it (a paid one is then refunded by
+    compensation). False if the order had moved on meanwhile."""
+    await repository.get_order(conn, order_id, for_update=True)
+    if await repository.stock_state(conn, order_id, for_update=True) != "confirming":
+        return False
+    try:
+        await change_status(conn, None, order_id, Action.CANCEL, reason="stock reservation lapsed")
+    except InvalidTransition:
+        await repository.call_made(conn, order_id, state="confirming", now_state="released")
+    return True
 
 
 # --- the port the payments context uses -------------------------------------------------

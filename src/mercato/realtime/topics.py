@@ -17,10 +17,12 @@ COLLECTIONS = {
     "inventory": "inventory",
     "category": "categories",
     "order": "orders",
+    "import": "imports",
 }
+MANAGE_IMPORTS = "imports:manage"
 
 _TOPIC = re.compile(
-    r"^(products|inventory|categories|orders)(:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$"
+    r"^(products|inventory|categories|orders|imports)(:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$"
 )
 MAX_TOPICS = 50
 
@@ -34,10 +36,15 @@ async def refused_topics(
 ) -> list[str]:
     """The topics this caller may not follow. Catalog topics are public. `orders` (every
     order) needs `orders:read:any`; `orders:<id>` needs that or owning the order. A refusal
-    does not say whether the order exists."""
+    does not say whether the order exists. `imports` and `imports:<job id>` need
+    `imports:manage`."""
     refused = []
     for topic in topics:
         collection, _, order_id = topic.partition(":")
+        if collection == "imports":
+            if principal is None or not principal.can(MANAGE_IMPORTS):
+                refused.append(topic)
+            continue
         if collection != "orders" or (principal is not None and principal.can(READ_ANY_ORDER)):
             continue
         if principal is None or not order_id:

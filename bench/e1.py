@@ -1,0 +1,195 @@
+"""E1 import: a product feed end to end (`mercato import products`: parse → map → validate →
+unify → load → events in the outbox) against the floor, a raw `COPY` of the same file into
+an unlogged table shaped like `catalog.products` (its generated search column and indexes
+included), in the same run, on the same server.
+
+Each size gets a database of its own, migrated and empty. The feed is deterministic: half
+the rows carry a GTIN-13, the others a brand + MPN, all a category path of two levels
+(created by the import). Peak memory is the import process's maximum resident set
+(`wait4`'s rusage), for 100k and 1M rows: flat means the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+HEADER = [
+    "rows",
+    "import rows/s",
+    "COPY floor rows/s",
+    "ratio",
+    "import s",
+    "peak RSS MiB",
+    "created",
+    "product events",
+]
+SIZES = (100_000, 1_000_000)
+FEED_COLUMNS = (
+    "sku",
+    "name",
+    "description",
+    "brand",
+    "gtin",
+    "mpn",
+    "price",
+    "currency",
+    "category",
+    "inventory_count",
+)
+MAPPING = """
+# E1: the feed's columns have the canonical names; categories are paths, created.
+sku_prefix = "E1-"
+[categories]
+separator = " > "
+unknown = "create"
+"""
+BRANDS = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell")
+DEPARTMENTS = ("Home", "Garden", "Kitchen", "Tools", "Toys", "Sports", "Office", "Audio")
+
+
+@dataclass(frozen=True)
+class E1Result:
+    rows: int
+    import_seconds: float
+    copy_seconds: float
+    peak_kib: int
+    created: int
+    events: int
+
+    @property
+    def ratio(self) -> float:
+        return self.copy_seconds / self.import_seconds
+
+
+def _gtin13(number: int) -> str:
+    body = f"{400_000_000_000 + number:012d}"
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
+    return body + str((10 - total % 10) % 10)
+
+
+def write_feed(path: Path, rows: int) -> Path:
+    if path.exists():
+        return path
+    with path.open("w") as out:
+        out.write(",".join(FEED_COLUMNS) + "\n")
+        for i in range(rows):
+            brand = BRANDS[i % len(BRANDS)]
+            barcode, mpn = (_gtin13(i), "") if i % 2 == 0 else ("", f"MPN-{i}")
+            category = f"{DEPARTMENTS[i % 8]} > {DEPARTMENTS[(i // 8) % 8]} {i % 5}"
+            out.write(
+                f"{i},{brand} product {i} model {i % 997},"
+                f"A {brand.lower()} product for everyday use; model {i % 997},"
+                f"{brand},{barcode},{mpn},{(i % 50_000) / 100 + 1:.2f},EUR,"
+                f"{category},{i % 100}\n"
+            )
+    return path
+
+
+async def _copy_floor(url: str, feed: Path) -> float:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "DROP TABLE IF EXISTS public.e1_floor; "
+            "CREATE UNLOGGED TABLE public.e1_floor (LIKE catalog.products INCLUDING ALL); "
+            "ALTER TABLE public.e1_floor ADD COLUMN category text"
+        )
+        started = time.perf_counter()
+        await conn.copy_to_table(
+            "e1_floor",
+            schema_name="public",
+            source=feed,
+            columns=list(FEED_COLUMNS),
+            format="csv",
+            header=True,
+        )
+        elapsed = time.perf_counter() - started
+        await conn.execute("DROP TABLE public.e1_floor")
+        return elapsed
+    finally:
+        await conn.close()
+
+
+async def _recreate(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def _counts(url: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        products = await conn.fetchval("SELECT count(*) FROM catalog.products")
+        events = await conn.fetchval(
+            "SELECT count(*) FROM events.outbox WHERE type = 'product.created'"
+        )
+        return products, events
+    finally:
+        await conn.close()
+
+
+def run_e1(
+    *,
+    admin_url: str,
+    database_url: str,
+    name: str,
+    mercato: str,
+    env: dict[str, str],
+    results: Path,
+    sizes: tuple[int, ...] = SIZES,
+) -> list[E1Result]:
+    mapping = results / "e1_mapping.toml"
+    mapping.write_text(MAPPING)
+    env = {**env, "DATABASE_URL": database_url, "MERCATO_RELAY_IN_PROCESS": "false"}
+    runs = []
+    for rows in sizes:
+        feed = write_feed(results / f"e1_{rows}.csv", rows)
+        asyncio.run(_recreate(admin_url, name))
+        subprocess.run([mercato, "migrate"], env=env, check=True, capture_output=True)
+        copy_seconds = asyncio.run(_copy_floor(database_url, feed))
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [mercato, "import", "products", str(feed), "--source", "e1", "--mapping", str(mapping)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise RuntimeError(f"the E1 import of {rows} rows failed ({process.returncode})")
+        created, events = asyncio.run(_counts(database_url))
+        run = E1Result(rows, elapsed, copy_seconds, usage.ru_maxrss, created, events)
+        print(
+            f"  {rows:>9,} rows: import {rows / elapsed:,.0f} rows/s, "
+            f"COPY {rows / copy_seconds:,.0f} rows/s, ratio {run.ratio:.2f}, "
+            f"peak RSS {usage.ru_maxrss / 1024:.0f} MiB"
+        )
+        runs.append(run)
+    return runs
+
+
+def e1_rows(runs: list[E1Result]) -> list[list[str]]:
+    return [
+        [
+            f"{r.rows:,}",
+            f"{r.rows / r.import_seconds:,.0f}",
+            f"{r.rows / r.copy_seconds:,.0f}",
+            f"{r.ratio:.2f}",
+            f"{r.import_seconds:.1f}",
+            f"{r.peak_kib / 1024:.0f}",
+            f"{r.created:,}",
+            f"{r.events:,}",
+        ]
+        for r in runs
+    ]
