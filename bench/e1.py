@@ -15,8 +15,10 @@ import asyncio
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -192,4 +194,26 @@ def e1_rows(runs: list[E1Result]) -> list[list[str]]:
             f"{r.events:,}",
         ]
         for r in runs
+    ]
+
+
+def e1_section(
+    runs: list[E1Result], table: Callable[[list[str], list[list[str]]], Any]
+) -> list[str]:
+    ratios = ", ".join(f"{r.ratio:.2f} at {r.rows:,} rows" for r in runs)
+    peaks = [r.peak_kib / 1024 for r in runs]
+    return [
+        "## E1 import",
+        "",
+        table(HEADER, e1_rows(runs)),
+        "",
+        f"- **{ratios}** of the COPY floor (target >= 0.5); peak RSS of the import process "
+        + " and ".join(f"{p:.0f} MiB" for p in peaks)
+        + " (target: flat in the row count).",
+        "- `bench/e1.py`: a CSV feed (half the rows with a GTIN-13, half with brand + MPN, "
+        "two-level category paths created by the import) through `mercato import products` "
+        "into an empty, migrated catalog: staging (COPY), unification, batched load with one "
+        "`product.created` event per product in the outbox. The floor: `COPY` of the same "
+        "file into an unlogged table `LIKE catalog.products INCLUDING ALL` (its generated "
+        "search column and indexes) on the same server in the same run.",
     ]

@@ -69,6 +69,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only-s1", action="store_true", help="Only S1; splice it in.")
     parser.add_argument("--only-auth", action="store_true", help="Only A1; splice it in.")
     parser.add_argument("--only-w4", action="store_true", help="Only W4; splice it in.")
+    parser.add_argument("--only-e1", action="store_true", help="Only E1; splice it in.")
+    parser.add_argument(
+        "--e1-rows", type=int, nargs="+", default=[100_000, 1_000_000], help="E1 feed sizes."
+    )
     parser.add_argument("--s1-rate", type=float, default=50.0, help="S1 events/s (50).")
     parser.add_argument("--s1-seconds", type=float, default=10.0, help="S1 send seconds (10).")
     parser.add_argument(

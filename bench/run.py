@@ -13,6 +13,7 @@ starts is stopped on exit.
     .venv/bin/python bench/run.py --only-s1                # S1 alone, ~1 min
     .venv/bin/python bench/run.py --only-auth --quick      # A1 alone, ~1 min
     .venv/bin/python bench/run.py --only-w4 --quick        # W4 alone, ~1 min
+    .venv/bin/python bench/run.py --only-e1                # E1 alone (100k, 1M rows), ~3 min
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 
 import auth
 import dataset
+import e1
 import loadgen
 import report
 import stream
@@ -146,6 +148,19 @@ class Bench:
             )
         finally:
             self.stop_all()
+
+    def e1(self, admin_url: str, sizes: tuple[int, ...] = e1.SIZES) -> list[e1.E1Result]:
+        print("\n== E1 import")
+        base_url, _, _ = self.database_url.rpartition("/")
+        return e1.run_e1(
+            admin_url=admin_url,
+            database_url=f"{base_url}/mercato_e1",
+            name="mercato_e1",
+            mercato=self.mercato,
+            env=self.app_env,
+            results=RESULTS,
+            sizes=sizes,
+        )
 
     def stop_all(self) -> None:
         while self.servers:
@@ -267,7 +282,7 @@ def main() -> None:
         name,
         products=PRODUCTS,
         categories=CATEGORIES,
-        seed=not (args.skip_seed or args.only_s1),
+        seed=not (args.skip_seed or args.only_s1 or args.only_e1),
     )
     if args.only_s1:
         bench = Bench(plan, url)
@@ -291,6 +306,18 @@ def main() -> None:
             header=w4.HEADER,
             rows=w4.w4_rows,
             section=w4.w4_section,
+        )
+        return
+    if args.only_e1:
+        bench = Bench(plan, url)
+        only_one(
+            bench,
+            args.output,
+            flag="--only-e1",
+            measure=lambda: bench.e1(admin_url, tuple(args.e1_rows)),
+            header=e1.HEADER,
+            rows=e1.e1_rows,
+            section=e1.e1_section,
         )
         return
     if args.only_auth:
@@ -320,6 +347,7 @@ def main() -> None:
         a1 = bench.auth()
         w4_run = bench.w4()
         s1 = bench.stream(args)
+        e1_runs = bench.e1(admin_url, tuple(args.e1_rows))
     finally:
         # A second Ctrl-C must not cut the clean-up short.
         handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
@@ -362,12 +390,16 @@ def main() -> None:
     print(report.console(w4.HEADER, w4.w4_rows(w4_run)))
     print()
     print(report.console(stream.S1_HEADER, stream.s1_rows(s1)))
+    print()
+    print(report.console(e1.HEADER, e1.e1_rows(e1_runs)))
     extra = [
         *auth.auth_section(a1, report.table),
         "",
         *w4.w4_section(w4_run, report.table),
         "",
         *stream.s1_section(s1, report.table),
+        "",
+        *e1.e1_section(e1_runs, report.table),
     ]
     report.write_markdown(args.output, info, results, extra)
     raw = {

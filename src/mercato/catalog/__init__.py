@@ -10,7 +10,7 @@ from mercato.catalog.events import (
     PRODUCT_UPDATED,
     product_event,
 )
-from mercato.catalog.repository import PRODUCT_COLUMNS, list_categories
+from mercato.catalog.repository import PRODUCT_COLUMNS, list_categories, product_payload_sql
 from mercato.catalog.schemas import CategoryCreate, ProductCreate
 from mercato.catalog.service import create_category
 from mercato.catalog.stock import ReservedProduct, StockLine
@@ -32,6 +32,7 @@ __all__ = [
     "create_category",
     "list_categories",
     "product_event",
+    "product_payload_sql",
     "release_stock",
     "reserve_stock",
 ]

@@ -54,6 +54,36 @@ def product_json(row: asyncpg.Record) -> dict[str, Any]:
     return product
 
 
+def product_payload_sql(alias: str) -> str:
+    """`product_json` computed by PostgreSQL from the products row `alias`, for set-based
+    writers (imports) that record their events in the same statement. Times are UTC with
+    microseconds, as orjson writes them."""
+
+    def stamp(column: str) -> str:
+        return f"to_char({alias}.{column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+
+    fields = {
+        "id": f"{alias}.id::text",
+        "sku": f"{alias}.sku",
+        "name": f"{alias}.name",
+        "description": f"{alias}.description",
+        "brand": f"{alias}.brand",
+        "gtin": f"{alias}.gtin",
+        "mpn": f"{alias}.mpn",
+        "price": f"{alias}.price::text",
+        "currency": f"{alias}.currency",
+        "category_id": f"{alias}.category_id::text",
+        "inventory_count": f"{alias}.inventory_count",
+        "attributes": f"{alias}.attributes",
+        "is_active": f"{alias}.is_active",
+        "version": f"{alias}.version",
+        "created_at": stamp("created_at"),
+        "updated_at": stamp("updated_at"),
+        "deleted_at": stamp("deleted_at"),
+    }
+    return "jsonb_build_object(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
+
+
 def category_json(row: asyncpg.Record) -> dict[str, Any]:
     category = dict(row)
     category["id"] = str(category["id"])

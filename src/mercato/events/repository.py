@@ -19,6 +19,15 @@ EVENT_COLUMNS = (
 NOTIFY_CHANNEL = "mercato_events"
 
 
+# For set-based writers: `OUTBOX_INSERT SELECT <event_id>, <type>, <schema_version>,
+# <aggregate_type>, <aggregate_id>, <aggregate_version>, <trace_context>, <payload> FROM …`
+# inside the writer's own statement (and so its transaction).
+OUTBOX_INSERT = (
+    "INSERT INTO events.outbox (event_id, type, schema_version, aggregate_type, "
+    "aggregate_id, aggregate_version, trace_context, payload)"
+)
+
+
 async def insert_outbox(
     db: Executor, drafts: Sequence[EventDraft], *, trace_context: dict[str, Any]
 ) -> list[uuid.UUID]:

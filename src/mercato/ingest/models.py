@@ -5,7 +5,7 @@
   `loaded_through`, the last load batch committed (a resumed job starts after it).
 - `rejects`: every rejected row, with the field, the rule it broke and the offending value.
 - `staged_rows`: the validated rows of a running job, copied in with COPY. Unification
-  writes each row's verdict here (`outcome`: create, update, unchanged, duplicate,
+  writes each row's verdict here (its category goes through the job's `category_map`) (`outcome`: create, update, unchanged, duplicate,
   rejected), the product it goes to, and `load_seq`, the order in which the products are
   loaded in batches. Emptied when the job ends.
 - `source_records`: the source's own key of every product a source has fed, with the hash
@@ -65,6 +65,8 @@ jobs = Table(
     Column("file_sha256", LargeBinary, nullable=False),
     Column("format", Text, nullable=False),
     Column("mapping", JSONB, nullable=False),
+    # The feed's category labels and the ids unification resolved them to.
+    Column("category_map", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("dry_run", Boolean, nullable=False, server_default=text("false")),
     Column("status", Text, nullable=False, server_default=text("'queued'")),
     Column("phase", Text, nullable=False, server_default=text("'staging'")),
@@ -126,6 +128,9 @@ rejects = Table(
     ),
 )
 
+# UNLOGGED: no WAL for rows that live only while their job runs. A PostgreSQL crash empties
+# the table; the job then stages its file again, and the rows it had already loaded come
+# back `unchanged` (their content hashes are recorded), so nothing is loaded twice.
 staged_rows = Table(
     "staged_rows",
     metadata,
@@ -145,7 +150,6 @@ staged_rows = Table(
     Column("inventory_count", Integer, nullable=True),
     Column("is_active", Boolean, nullable=True),  # null: the feed does not say
     Column("attributes", Text, nullable=False),
-    Column("category_id", UUID(as_uuid=True), nullable=True),
     Column("product_id", UUID(as_uuid=True), nullable=True),
     Column("outcome", Text, nullable=False, server_default=text("'staged'")),
     Column("load_seq", Integer, nullable=True),
@@ -171,6 +175,7 @@ staged_rows = Table(
         "product_id",
         info=serves("loading: every row (source key) that feeds the batch's products"),
     ),
+    prefixes=["UNLOGGED"],
 )
 
 source_records = Table(

@@ -17,7 +17,8 @@ from mercato.core.database import Executor
 from mercato.ingest.validation import STAGED_COLUMNS
 
 JOB_COLUMNS = (
-    "id, source, file_name, file_path, file_size, file_sha256, format, mapping, dry_run, "
+    "id, source, file_name, file_path, file_size, file_sha256, format, mapping, category_map, "
+    "dry_run, "
     "status, phase, rows_read, rows_rejected, rows_unchanged, planned_creates, "
     "planned_updates, products_created, products_updated, categories_created, "
     "loaded_through, error_code, error_message, created_by, version, created_at, "
@@ -136,6 +137,13 @@ async def forget_staging(db: Executor, job_id: uuid.UUID) -> None:
 
 async def drop_staged_rows(db: Executor, job_id: uuid.UUID) -> None:
     await db.execute("DELETE FROM ingest.staged_rows WHERE job_id = $1", job_id)
+
+
+async def has_staged_rows(db: Executor, job_id: uuid.UUID) -> bool:
+    found: bool = await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM ingest.staged_rows WHERE job_id = $1)", job_id
+    )
+    return found
 
 
 async def last_load_seq(db: Executor, job_id: uuid.UUID) -> int:

@@ -144,7 +144,12 @@ class ImportRun:
         self._reported_at = 0.0
 
     async def run(self) -> asyncpg.Record:
-        conn = await asyncpg.connect(asyncpg_dsn(self._db.url))
+        # No statement timeout; and no waiting for each batch's WAL flush: a batch lost to a
+        # server crash is lost with its progress mark (one transaction), and redone.
+        conn = await asyncpg.connect(
+            asyncpg_dsn(self._db.url),
+            server_settings={"application_name": "mercato-import", "synchronous_commit": "off"},
+        )
         try:
             await Database.init_connection(conn)
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
@@ -160,14 +165,24 @@ class ImportRun:
         spec = MappingSpec.model_validate(job["mapping"])
         async with conn.transaction():
             job = await repository.mark_running(conn, job["id"])
+            if job["phase"] in ("unifying", "loading") and not await repository.has_staged_rows(
+                conn, job["id"]
+            ):
+                # The server restarted and emptied the unlogged staging: stage again.
+                job = await repository.update_job(conn, job["id"], phase="staging")
         log.info("import_started", job_id=str(job["id"]), phase=job["phase"])
+        phases = {"staging": self._stage, "unifying": self._unify, "loading": self._load}
         try:
-            if job["phase"] == "staging":
-                job = await self._stage(conn, job, spec)
-            if job["phase"] == "unifying":
-                job = await self._unify(conn, job, spec)
-            if job["phase"] == "loading":
-                job = await self._load(conn, job, spec)
+            for phase, step in phases.items():
+                if job["phase"] == phase:
+                    started = time.monotonic()
+                    job = await step(conn, job, spec)
+                    log.info(
+                        "import_phase_done",
+                        job_id=str(job["id"]),
+                        phase=phase,
+                        seconds=round(time.monotonic() - started, 3),
+                    )
         except JobFailed as error:
             return await self._end(conn, job, failure=error)
         return await self._end(conn, job, failure=None)
@@ -185,7 +200,16 @@ class ImportRun:
     ) -> asyncpg.Record:
         async with conn.transaction():
             await repository.forget_staging(conn, job["id"])
-            job = await repository.update_job(conn, job["id"], rows_read=0, rows_rejected=0)
+            job = await repository.update_job(
+                conn,
+                job["id"],
+                rows_read=0,
+                rows_rejected=0,
+                rows_unchanged=0,
+                planned_creates=0,
+                planned_updates=0,
+                loaded_through=0,
+            )
         mapper = RowMapper(spec)
         job_id = job["id"]
 
@@ -250,7 +274,10 @@ class ImportRun:
                 categories_created=plan.categories_created,
             )
             job = await repository.update_job(
-                conn, job["id"], phase="done" if job["dry_run"] else "loading"
+                conn,
+                job["id"],
+                phase="done" if job["dry_run"] else "loading",
+                category_map=plan.category_map,
             )
             await self._report(conn, job, force=True)
         return job
@@ -264,7 +291,13 @@ class ImportRun:
             through = min(after + self._batch_size, last)
             async with conn.transaction():
                 result = await load_batch(
-                    conn, job["id"], job["source"], spec, after=after, through=through
+                    conn,
+                    job["id"],
+                    job["source"],
+                    spec,
+                    after=after,
+                    through=through,
+                    category_map=job["category_map"],
                 )
                 job = await repository.add_to_job(
                     conn,

@@ -35,6 +35,7 @@ class Plan:
     unchanged: int
     rejected: int
     categories_created: int
+    category_map: dict[str, str]  # label → category id, for the load
 
 
 async def _reject(
@@ -73,6 +74,9 @@ async def unify(
     *,
     dry_run: bool,
 ) -> Plan:
+    # Freshly copied rows have no statistics yet: without them the planner takes the staged
+    # rows for a handful and joins them by nested loops (minutes instead of seconds).
+    await conn.execute("ANALYZE ingest.staged_rows")
     rejected = await _reject(
         conn, job_id,
         "s.row_number IN (SELECT row_number FROM (SELECT row_number, row_number() OVER "
@@ -90,7 +94,9 @@ async def unify(
         job_id,
         source,
     )
-    categories_created, refused = await _resolve_categories(conn, job_id, spec, dry_run=dry_run)
+    category_map, categories_created, refused = await _resolve_categories(
+        conn, job_id, spec, dry_run=dry_run
+    )
     rejected += refused
     await _match(conn, job_id, source)
     rejected += await _reject(
@@ -107,12 +113,16 @@ async def unify(
         "'another product already has this SKU (set sku_prefix in the mapping?)'",
     )  # fmt: skip
     creates, updates = await _plan(conn, job_id)
-    return Plan(creates, updates, unchanged, rejected, categories_created)
+    # The load reads batches by load_seq, which the statistics have not seen yet.
+    await conn.execute("ANALYZE ingest.staged_rows")
+    return Plan(creates, updates, unchanged, rejected, categories_created, category_map)
 
 
 async def _resolve_categories(
     conn: asyncpg.Connection, job_id: uuid.UUID, spec: MappingSpec, *, dry_run: bool
-) -> tuple[int, int]:
+) -> tuple[dict[str, str], int, int]:
+    """(label → category id, categories created, rows rejected). The map goes with the job
+    to the load: cheaper than writing an id into every staged row."""
     labels = [
         row["category"]
         for row in await conn.fetch(
@@ -125,16 +135,9 @@ async def _resolve_categories(
     if len(labels) > categories.MAX_CATEGORY_LABELS:
         raise TooManyCategories(categories.MAX_CATEGORY_LABELS)
     if not labels:
-        return 0, 0
+        return {}, 0, 0
     resolution = await categories.resolve(conn, labels, spec.categories, create=not dry_run)
-    await conn.execute(
-        "UPDATE ingest.staged_rows s SET category_id = m.id "
-        "FROM unnest($2::text[], $3::uuid[]) AS m(label, id) "
-        "WHERE s.job_id = $1 AND s.outcome = 'staged' AND s.category = m.label",
-        job_id,
-        list(resolution.ids),
-        list(resolution.ids.values()),
-    )
+    category_map = {label: str(i) for label, i in resolution.ids.items() if i is not None}
     refused = 0
     for rule in sorted({r.rule for r in resolution.refused.values()}):
         labels_for_rule = [label for label, r in resolution.refused.items() if r.rule == rule]
@@ -147,7 +150,7 @@ async def _resolve_categories(
             "WHERE m.label = s.category)",
             labels_for_rule, messages,
         )  # fmt: skip
-    return resolution.created, refused
+    return category_map, resolution.created, refused
 
 
 async def _match(conn: asyncpg.Connection, job_id: uuid.UUID, source: str) -> None:
@@ -187,38 +190,33 @@ async def _match(conn: asyncpg.Connection, job_id: uuid.UUID, source: str) -> No
 
 
 async def _plan(conn: asyncpg.Connection, job_id: uuid.UUID) -> tuple[int, int]:
-    # New products: rows sharing a GTIN, or a brand + MPN, become one product.
-    await conn.execute(
-        "WITH keyed AS ("
-        "  SELECT row_number, coalesce("
+    """One pass over the rows still `staged` (matched to a product or not): new products
+    for the unmatched (rows sharing a GTIN, or a brand + MPN, are one product, whose id is
+    derived from the job and its first row, so a re-run of this step gives the same ids),
+    `create` or `update`, and `load_seq` on the last row of each product, in file order."""
+    counts = await conn.fetchrow(
+        "WITH pending AS ("
+        "  SELECT row_number, product_id, product_id IS NULL AS is_new, coalesce("
         f"   'g' || {GTIN14.format('gtin')},"
         "    CASE WHEN brand IS NOT NULL AND mpn IS NOT NULL"
         "     THEN 'm' || lower(brand) || chr(31) || mpn END,"
         "    'r' || row_number) AS unify_key"
-        "  FROM ingest.staged_rows WHERE job_id = $1 AND outcome = 'staged'"
-        "   AND product_id IS NULL),"
-        " ids AS (SELECT unify_key, gen_random_uuid() AS id FROM keyed GROUP BY unify_key) "
-        "UPDATE ingest.staged_rows s SET product_id = ids.id, outcome = 'create' "
-        "FROM keyed JOIN ids USING (unify_key) "
-        "WHERE s.job_id = $1 AND s.row_number = keyed.row_number",
-        job_id,
-    )
-    await conn.execute(
-        "UPDATE ingest.staged_rows SET outcome = 'update' WHERE job_id = $1 AND outcome = 'staged'",
-        job_id,
-    )
-    # The last row of each product carries its content; number those rows in file order.
-    counts = await conn.fetchrow(
-        "WITH carriers AS ("
-        "  SELECT DISTINCT ON (product_id) row_number, outcome FROM ingest.staged_rows"
-        "  WHERE job_id = $1 AND outcome IN ('create', 'update')"
-        "  ORDER BY product_id, row_number DESC),"
-        " numbered AS (SELECT row_number, outcome,"
-        "  row_number() OVER (ORDER BY row_number) AS seq FROM carriers),"
-        " planned AS (UPDATE ingest.staged_rows s SET load_seq = n.seq FROM numbered n"
-        "  WHERE s.job_id = $1 AND s.row_number = n.row_number RETURNING s.outcome) "
-        "SELECT count(*) FILTER (WHERE outcome = 'create') AS creates,"
-        " count(*) FILTER (WHERE outcome = 'update') AS updates FROM planned",
+        "  FROM ingest.staged_rows WHERE job_id = $1 AND outcome = 'staged'),"
+        " targeted AS (SELECT row_number, is_new, coalesce(product_id, md5($1::text || '/' ||"
+        "   min(row_number) OVER (PARTITION BY is_new, unify_key))::uuid) AS target"
+        "  FROM pending),"
+        " carried AS (SELECT row_number, is_new, target,"
+        "   row_number = max(row_number) OVER (PARTITION BY target) AS carrier FROM targeted),"
+        " numbered AS (SELECT row_number, is_new, target, CASE WHEN carrier THEN"
+        "   row_number() OVER (PARTITION BY carrier ORDER BY row_number) END AS seq"
+        "  FROM carried),"
+        " planned AS (UPDATE ingest.staged_rows s SET product_id = n.target,"
+        "   outcome = CASE WHEN n.is_new THEN 'create' ELSE 'update' END, load_seq = n.seq"
+        "  FROM numbered n WHERE s.job_id = $1 AND s.row_number = n.row_number"
+        "  RETURNING s.outcome, s.load_seq) "
+        "SELECT count(*) FILTER (WHERE outcome = 'create' AND load_seq IS NOT NULL) AS creates,"
+        " count(*) FILTER (WHERE outcome = 'update' AND load_seq IS NOT NULL) AS updates"
+        " FROM planned",
         job_id,
     )
     return counts["creates"], counts["updates"]

@@ -34,6 +34,12 @@ def upgrade() -> None:
         sa.Column("file_sha256", sa.LargeBinary(), nullable=False),
         sa.Column("format", sa.Text(), nullable=False),
         sa.Column("mapping", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column(
+            "category_map",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'{}'::jsonb"),
+            nullable=False,
+        ),
         sa.Column("dry_run", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("status", sa.Text(), server_default=sa.text("'queued'"), nullable=False),
         sa.Column("phase", sa.Text(), server_default=sa.text("'staging'"), nullable=False),
@@ -162,7 +168,6 @@ def upgrade() -> None:
         sa.Column("inventory_count", sa.Integer(), nullable=True),
         sa.Column("is_active", sa.Boolean(), nullable=True),
         sa.Column("attributes", sa.Text(), nullable=False),
-        sa.Column("category_id", sa.UUID(), nullable=True),
         sa.Column("product_id", sa.UUID(), nullable=True),
         sa.Column("outcome", sa.Text(), server_default=sa.text("'staged'"), nullable=False),
         sa.Column("load_seq", sa.Integer(), nullable=True),
@@ -172,6 +177,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("job_id", "row_number", name=op.f("pk_staged_rows")),
         schema="ingest",
+        prefixes=["UNLOGGED"],
     )
     op.create_index(
         "ix_staged_rows_load_seq",
