@@ -287,7 +287,10 @@ def background_work(
     if settings.serve_context == "all":
         work.append((DeliveryJob(db, settings), "webhooks"))
         imports = ImportRunner(
-            db, batch_size=settings.import_batch_size, owned_files=imports_dir(settings)
+            db,
+            batch_size=settings.import_batch_size,
+            load_connections=settings.import_load_connections,
+            owned_files=imports_dir(settings),
         )
         work.append((imports, "imports"))
     return work

@@ -35,7 +35,7 @@ def run_import(ingest_db: Database) -> Importer:
         mapping: Path | str | None = None,
         *,
         dry_run: bool = False,
-        batch_size: int = 500,
+        batch_size: int = 2,
     ) -> asyncpg.Record:
         if isinstance(mapping, Path):
             mapping = mapping.read_text()
@@ -50,7 +50,8 @@ def run_import(ingest_db: Database) -> Importer:
                 dry_run=dry_run,
                 created_by=None,
             )
-        return await ImportRun(ingest_db, job["id"], batch_size=batch_size).run()
+        run = ImportRun(ingest_db, job["id"], batch_size=batch_size, load_connections=2)
+        return await run.run()
 
     return run
 

@@ -82,7 +82,11 @@ async def _run_job(url: str, settings: Settings, job_id: uuid.UUID | None, **new
             transient=True,
         ) as progress:
             run = ImportRun(
-                db, job_id, batch_size=settings.import_batch_size, on_progress=_Bar(progress)
+                db,
+                job_id,
+                batch_size=settings.import_batch_size,
+                load_connections=settings.import_load_connections,
+                on_progress=_Bar(progress),
             )
             return await run.run()
     finally:

@@ -133,7 +133,10 @@ class Settings(BaseSettings):
     # ends, at most `import_max_upload_bytes` each. A job loads `import_batch_size`
     # products per transaction.
     import_max_upload_bytes: int = Field(default=1 << 30, ge=1024)
-    import_batch_size: int = Field(default=2_000, ge=1, le=50_000)
+    import_batch_size: int = Field(default=5_000, ge=1, le=50_000)
+    # Load batches run on this many connections at once (PostgreSQL does the work: more
+    # than the server's cores buys nothing).
+    import_load_connections: int = Field(default=2, ge=1, le=8)
 
     # Outgoing mail: SMTP when a host is set, otherwise written under `data_dir/mail`.
     smtp_host: str | None = None

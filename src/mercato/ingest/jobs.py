@@ -24,10 +24,17 @@ log = structlog.get_logger("mercato.ingest")
 
 class ImportRunner:
     def __init__(
-        self, db: Database, *, batch_size: int, owned_files: Path, interval: float = 5.0
+        self,
+        db: Database,
+        *,
+        batch_size: int,
+        owned_files: Path,
+        load_connections: int = 1,
+        interval: float = 5.0,
     ) -> None:
         self._db = db
         self._batch_size = batch_size
+        self._load_connections = load_connections
         self._owned_files = owned_files
         self._interval = interval
         self._wake = asyncio.Event()
@@ -64,6 +71,7 @@ class ImportRunner:
                 self._db,
                 job["id"],
                 batch_size=self._batch_size,
+                load_connections=self._load_connections,
                 owned_files=self._owned_files,
             )
             try:

@@ -33,7 +33,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 from mercato.core.tables import schema_metadata, serves
 
@@ -79,6 +79,10 @@ jobs = Table(
     Column("products_updated", Integer, nullable=False, server_default=text("0")),
     Column("categories_created", Integer, nullable=False, server_default=text("0")),
     Column("loaded_through", Integer, nullable=False, server_default=text("0")),
+    # The load's batches (of `batch_size` products, numbered from 0) already committed:
+    # batches run on several connections at once and finish in any order.
+    Column("batch_size", Integer, nullable=True),
+    Column("loaded_batches", ARRAY(Integer), nullable=False, server_default=text("'{}'")),
     Column("error_code", Text, nullable=True),
     Column("error_message", Text, nullable=True),
     Column("created_by", UUID(as_uuid=True), nullable=True),

@@ -21,7 +21,7 @@ JOB_COLUMNS = (
     "dry_run, "
     "status, phase, rows_read, rows_rejected, rows_unchanged, planned_creates, "
     "planned_updates, products_created, products_updated, categories_created, "
-    "loaded_through, error_code, error_message, created_by, version, created_at, "
+    "loaded_through, batch_size, loaded_batches, error_code, error_message, created_by, version, created_at, "
     "updated_at, started_at, finished_at"
 )
 REJECT_COLUMNS = ("job_id", "row_number", "seq", "field", "rule", "value", "message")
@@ -50,6 +50,31 @@ async def update_job(db: Executor, job_id: uuid.UUID, **changes: Any) -> asyncpg
         f"WHERE id = $1 RETURNING {JOB_COLUMNS}",
         job_id,
         *changes.values(),
+    )
+
+
+async def record_batch(
+    db: Executor,
+    job_id: uuid.UUID,
+    batch: int,
+    *,
+    created: int,
+    updated: int,
+    rejected: int,
+    loaded: int,
+) -> asyncpg.Record:
+    """A load batch committed (in its own transaction): its counts and its number."""
+    return await db.fetchrow(
+        "UPDATE ingest.jobs SET products_created = products_created + $3, "
+        "products_updated = products_updated + $4, rows_rejected = rows_rejected + $5, "
+        "loaded_through = loaded_through + $6, loaded_batches = array_append(loaded_batches, $2::int), "
+        f"version = version + 1, updated_at = now() WHERE id = $1 RETURNING {JOB_COLUMNS}",
+        job_id,
+        batch,
+        created,
+        updated,
+        rejected,
+        loaded,
     )
 
 

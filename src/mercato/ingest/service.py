@@ -6,8 +6,9 @@ A job runs in phases, each of which can be interrupted and started again:
   A file that cannot be parsed fails the job here, before the catalog is touched; an
   interrupted staging starts over.
 - **unifying**: one transaction decides every row's fate (`unify.py`).
-- **loading**: batches of products, each one transaction with its events and the job's
-  progress (`loaded_through`); a resumed job starts after the last committed batch.
+- **loading**: batches of products, on several connections at once, each batch one
+  transaction with its events and the job's progress (`loaded_batches`); a resumed job
+  loads only the batches not committed.
 
 Only one job runs at a time (a PostgreSQL advisory lock held by the runner's connection,
 released by the server if the runner dies): two feeds unified at once could both create
@@ -133,25 +134,31 @@ class ImportRun:
         job_id: uuid.UUID,
         *,
         batch_size: int,
+        load_connections: int = 1,
         owned_files: Path | None = None,
         on_progress: Progress | None = None,
     ) -> None:
         self._db = db
         self._job_id = job_id
         self._batch_size = batch_size
+        self._load_connections = load_connections
         self._owned_files = owned_files
         self._on_progress = on_progress
         self._reported_at = 0.0
 
-    async def run(self) -> asyncpg.Record:
+    async def _connect(self) -> asyncpg.Connection:
         # No statement timeout; and no waiting for each batch's WAL flush: a batch lost to a
         # server crash is lost with its progress mark (one transaction), and redone.
         conn = await asyncpg.connect(
             asyncpg_dsn(self._db.url),
             server_settings={"application_name": "mercato-import", "synchronous_commit": "off"},
         )
+        await Database.init_connection(conn)
+        return conn
+
+    async def run(self) -> asyncpg.Record:
+        conn = await self._connect()
         try:
-            await Database.init_connection(conn)
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
                 raise ImportBusy()
             return await self._run(conn)
@@ -209,6 +216,8 @@ class ImportRun:
                 planned_creates=0,
                 planned_updates=0,
                 loaded_through=0,
+                batch_size=None,
+                loaded_batches=[],
             )
         mapper = RowMapper(spec)
         job_id = job["id"]
@@ -285,30 +294,55 @@ class ImportRun:
     async def _load(
         self, conn: asyncpg.Connection, job: asyncpg.Record, spec: MappingSpec
     ) -> asyncpg.Record:
-        last = await repository.last_load_seq(conn, job["id"])
-        after = job["loaded_through"]
-        while after < last:
-            through = min(after + self._batch_size, last)
+        """Batches of `batch_size` planned products, on `load_connections` connections at
+        once (each product is in exactly one batch, so batches never touch the same rows);
+        each batch commits with its number, and a resumed load runs only those missing."""
+        if job["batch_size"] is None:
             async with conn.transaction():
-                result = await load_batch(
-                    conn,
-                    job["id"],
-                    job["source"],
-                    spec,
-                    after=after,
-                    through=through,
-                    category_map=job["category_map"],
-                )
-                job = await repository.add_to_job(
-                    conn,
-                    job["id"],
-                    products_created=result.created,
-                    products_updated=result.updated,
-                    rows_rejected=result.rejected,
-                    loaded_through=through - after,
-                )
-                await self._report(conn, job)
-            after = through
+                job = await repository.update_job(conn, job["id"], batch_size=self._batch_size)
+        size = job["batch_size"]
+        last = await repository.last_load_seq(conn, job["id"])
+        done = set(job["loaded_batches"])
+        pending = asyncio.Queue[int]()
+        for batch in range(-(-last // size)):
+            if batch not in done:
+                pending.put_nowait(batch)
+
+        async def load(loader: asyncpg.Connection) -> None:
+            while not pending.empty():
+                batch = pending.get_nowait()
+                after, through = batch * size, min((batch + 1) * size, last)
+                async with loader.transaction():
+                    result = await load_batch(
+                        loader,
+                        job["id"],
+                        job["source"],
+                        spec,
+                        after=after,
+                        through=through,
+                        category_map=job["category_map"],
+                    )
+                    progressed = await repository.record_batch(
+                        loader,
+                        job["id"],
+                        batch,
+                        created=result.created,
+                        updated=result.updated,
+                        rejected=result.rejected,
+                        loaded=through - after,
+                    )
+                    await self._report(loader, progressed)
+
+        extra = [
+            await self._connect() for _ in range(min(self._load_connections, pending.qsize()) - 1)
+        ]
+        try:
+            async with asyncio.TaskGroup() as loaders:
+                for loader in (conn, *extra):
+                    loaders.create_task(load(loader))
+        finally:
+            for loader in extra:
+                await loader.close()
         async with conn.transaction():
             return await repository.update_job(conn, job["id"], phase="done")
 

@@ -52,6 +52,13 @@ def upgrade() -> None:
         sa.Column("products_updated", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("categories_created", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("loaded_through", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("batch_size", sa.Integer(), nullable=True),
+        sa.Column(
+            "loaded_batches",
+            postgresql.ARRAY(sa.Integer()),
+            server_default=sa.text("'{}'"),
+            nullable=False,
+        ),
         sa.Column("error_code", sa.Text(), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("created_by", sa.UUID(), nullable=True),
