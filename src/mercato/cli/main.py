@@ -83,6 +83,9 @@ def serve(
             http="httptools",
             ws="websockets-sansio",
             ws_max_size=65_536,
+            # Stream frames are built once and shared; deflate would redo it per
+            # connection (ADR 0039).
+            ws_per_message_deflate=False,
             proxy_headers=True,
             forwarded_allow_ips=",".join(settings.trusted_proxies),
             server_header=False,
