@@ -136,7 +136,8 @@ async def _run(
 ) -> None:
     loop = asyncio.get_running_loop()
     host, _, port = url.split("/")[2].partition(":")
-    text = orjson.dumps({"type": "subscribe", "topics": ["products"], "batch": batch or None})
+    options = {"batch": True} if batch else {}
+    text = orjson.dumps({"type": "subscribe", "topics": ["products"], **options})
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def open_one() -> Subscriber:

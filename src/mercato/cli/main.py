@@ -74,7 +74,7 @@ def serve(
         # so they share this process's embedded server instead of starting their own.
         os.environ["DATABASE_URL"] = url
         uvicorn.run(
-            "mercato.app:create_app",
+            "mercato.app:create_served_app",
             factory=True,
             host=host,
             port=port,
