@@ -80,5 +80,10 @@ def parse_args() -> argparse.Namespace:
         "--s1-batch", action="store_true", help='S1 subscribers ask for "batch": true.'
     )
     parser.add_argument("--s1-port", type=int, default=8103, help="S1 app port (8103).")
+    parser.add_argument(
+        "--s1-relay-worker",
+        action="store_true",
+        help="S1 with the relay in `mercato worker` (MERCATO_RELAY_IN_PROCESS=false).",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     return parser.parse_args()

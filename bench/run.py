@@ -115,6 +115,7 @@ class Bench:
                 client_processes=args.s1_clients,
                 batch=args.s1_batch,
                 port=args.s1_port,
+                relay_worker=args.s1_relay_worker,
             ),
         )
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import asyncpg
 import uvloop
 from hdrh.histogram import HdrHistogram
-from servers import Server, launch_server, stop_server, wait_ready
+from servers import Server, launch_server, launch_worker, stop_server, wait_ready
 from stream_clients import ClientPool
 
 PORT = 8103
@@ -108,7 +108,7 @@ async def measure(
     subscribers: int,
     rate: float,
     seconds: float,
-    server: Server,
+    server: AppCpu,
 ) -> S1Result:
     """Commit events at `rate` for `seconds` while `pool`'s subscribers (already connected)
     receive them, drain, and check what every subscriber got."""
@@ -195,6 +195,16 @@ def _raise_open_files(needed: int) -> None:
 
 
 @dataclass
+class AppCpu:
+    """The app's processes (serving, and the worker if any), metered together."""
+
+    parts: list[Server]
+
+    def cpu_seconds(self) -> float:
+        return sum(part.cpu_seconds() for part in self.parts)
+
+
+@dataclass
 class S1Run:
     results: list[S1Result]
     relay_seconds: float
@@ -211,10 +221,18 @@ class S1Setup:
     client_processes: int = 2
     batch: bool = False
     port: int = PORT
+    relay_worker: bool = False  # the relay in `mercato worker`, not in the serving process
 
     def describe(self) -> str:
-        return f"{self.workers} worker(s), {self.client_processes} subscriber process(es), " + (
-            'batched delivery (`"batch": true`)' if self.batch else "one message per event"
+        delivery = 'batched delivery (`"batch": true`)' if self.batch else "one message per event"
+        relay = (
+            "relay and background jobs in a `mercato worker` (`MERCATO_RELAY_IN_PROCESS=false`)"
+            if self.relay_worker
+            else "relay in the serving process"
+        )
+        return (
+            f"{self.workers} worker(s), {self.client_processes} subscriber process(es), "
+            f"{delivery}, {relay}"
         )
 
 
@@ -238,15 +256,23 @@ def run_s1(
     command = [mercato, "serve", "--port", str(setup.port), "--workers", str(setup.workers)]
     # Every subscriber comes from 127.0.0.1: lift the per-address cap (100 by default).
     env = {**env, "MERCATO_STREAM_MAX_PER_CLIENT": str(max(subscribers) + 100)}
+    if setup.relay_worker:
+        env["MERCATO_RELAY_IN_PROCESS"] = "false"
     # One worker gets core 0 and the subscribers core 1; two workers need both cores.
     pin = pin and setup.workers == 1 and len(os.sched_getaffinity(0)) >= 2
-    server = launch_server(
+    serving = launch_server(
         "stream-app", command, port=setup.port, env=env, cwd=cwd, log=log, cpus="0" if pin else None
     )
-    servers.append(server)
+    servers.append(serving)
+    parts = [serving]
+    if setup.relay_worker:
+        worker_log = log.with_suffix(".worker.log")
+        parts.append(launch_worker([mercato, "worker"], env=env, cwd=cwd, log=worker_log))
+        servers.append(parts[-1])
+    server = AppCpu(parts)
     affinity = os.sched_getaffinity(0)
     try:
-        wait_ready(server)
+        wait_ready(serving)
         if pin:
             os.sched_setaffinity(0, {1})  # inherited by the subscriber processes
         ws_url = f"ws://127.0.0.1:{setup.port}/api/v1/stream"
@@ -274,9 +300,10 @@ def run_s1(
         say(f"  relay: {RELAY_EVENTS:,} events in {relay_seconds:.2f} s = {relay_rate:,.0f}/s")
     finally:
         os.sched_setaffinity(0, affinity)
-        with contextlib.suppress(ValueError):
-            servers.remove(server)
-        stop_server(server)
+        for part in parts:
+            with contextlib.suppress(ValueError):
+                servers.remove(part)
+            stop_server(part)
     pinning = (
         "app on core 0, subscribers and committer on core 1"
         if pin
