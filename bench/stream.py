@@ -1,15 +1,17 @@
 """S1 stream latency: N WebSocket subscribers on /api/v1/stream, events committed at a rate.
 
-Starts the app (production settings, one worker, relay in process), opens N subscribers
-to the `products` topic in this process (uvloop, `websockets` client), then commits
-`product.updated` events straight into `events.outbox`, one per transaction, at a fixed
-rate from a separate asyncpg connection. Each event's payload carries `sent_at`, the
-database's clock_timestamp() at insert (same machine, same wall clock); latency is the
-subscriber's receive time minus that. A checker verifies every subscriber saw dense,
-strictly increasing positions and every committed event. Then the relay alone: 20,000
-events inserted in one transaction, timed until relay_state.last_position has moved them.
+Starts the app (production settings, 1 or 2 workers, relay in process or in `mercato
+worker`), opens N subscribers to the `products` topic spread over several processes
+(`stream_clients.py`), then commits `product.updated` events straight into
+`events.outbox`, one per transaction, at a fixed rate from a separate asyncpg connection.
+Each event's payload carries `sent_at`, the database's clock_timestamp() at insert (same
+machine, same wall clock); latency is the subscriber's receive time minus that. A checker
+verifies every subscriber saw dense, strictly increasing positions and every committed
+event. Then the relay alone: 20,000 events inserted in one transaction, timed until
+relay_state.last_position has moved them.
 
     .venv/bin/python bench/run.py --only-s1 [--s1-rate 50 --s1-seconds 10]
+        [--s1-workers 2] [--s1-batch] [--s1-clients 2] [--s1-relay-worker] [--s1-port 8103]
 """
 
 from __future__ import annotations

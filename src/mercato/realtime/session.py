@@ -260,10 +260,11 @@ class StreamSession:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._heartbeat_interval):
                     await self._behind.wait()
-            if self._live and self._outbox.added == added:
-                await self._enqueue(
-                    {"type": "heartbeat", "head": self._hub.head, "position": self.cursor}
-                )
+            # Queued without waiting, so that no pushed event can come between reading
+            # the cursor and queueing it; a full buffer is no idle connection anyway.
+            if self._live and self._outbox.added == added and self._outbox.room() > 0:
+                heartbeat = {"type": "heartbeat", "head": self._hub.head, "position": self.cursor}
+                self._outbox.add_nowait(orjson.dumps(heartbeat).decode(), 0)
 
     async def _write(self) -> None:
         while True:
