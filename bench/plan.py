@@ -78,5 +78,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--s1-subscribers", type=int, nargs="+", default=[100, 1_000], help="S1 counts."
     )
+    parser.add_argument("--s1-workers", type=int, choices=(1, 2), default=1, help="S1 workers.")
+    parser.add_argument("--s1-clients", type=int, default=2, help="S1 subscriber processes (2).")
+    parser.add_argument(
+        "--s1-batch", action="store_true", help='S1 subscribers ask for "batch": true.'
+    )
+    parser.add_argument("--s1-port", type=int, default=8103, help="S1 app port (8103).")
+    parser.add_argument(
+        "--s1-relay-worker",
+        action="store_true",
+        help="S1 with the relay in `mercato worker` (MERCATO_RELAY_IN_PROCESS=false).",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     return parser.parse_args()

@@ -112,6 +112,13 @@ class Bench:
             rate=args.s1_rate,
             seconds=args.s1_seconds,
             pin=self.plan.pin,
+            setup=stream.S1Setup(
+                workers=args.s1_workers,
+                client_processes=args.s1_clients,
+                batch=args.s1_batch,
+                port=args.s1_port,
+                relay_worker=args.s1_relay_worker,
+            ),
         )
 
     def auth(self) -> auth.AuthRun:

@@ -67,6 +67,21 @@ def launch_server(
     return Server(name, port, process, log)
 
 
+def launch_worker(command: list[str], *, env: Mapping[str, str], cwd: Path, log: Path) -> Server:
+    """A background process with no port (`mercato worker`), in its own process group."""
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+            start_new_session=True,
+        )
+    return Server(Path(command[-1]).name, 0, process, log)
+
+
 def wait_ready(server: Server, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

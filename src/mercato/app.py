@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -74,6 +75,17 @@ log = structlog.get_logger("mercato")
 
 API_PREFIX = "/api/v1"
 STOCK_CALL_POLL = timedelta(seconds=0.5)
+
+
+def create_served_app() -> FastAPI:
+    """`mercato serve`'s factory: the app, then `gc.freeze()`. Everything built so far
+    (modules, routes, schemas: ~165k objects, never garbage) moves out of the collector's
+    reach. A full collection walked all of it, stalling the event loop (and every stream
+    connection of the process) ~90 ms each time on the benchmark machine; now it walks only
+    what was allocated since."""
+    app = create_app()
+    gc.freeze()
+    return app
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:

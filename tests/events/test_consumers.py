@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import asyncpg
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from mercato.cli.main import app as cli
 from mercato.core.database import Database
+from mercato.events import EventDraft, record_events
 from mercato.events.consumers import Consumer, ConsumerRunner
 from mercato.events.repository import move_outbox_to_log
 from tests.factories import record_product_events
@@ -108,3 +110,29 @@ async def test_a_consumer_sees_only_the_types_it_asked_for(effects: Database) ->
         )
         == 2
     )
+
+
+async def test_unwanted_events_between_wanted_ones_are_passed_over_in_order(
+    effects: Database,
+) -> None:
+    kinds = ["other", "other", "wanted", "other", "wanted", "other", "other"]
+    drafts = [
+        EventDraft(
+            type=f"product.{'created' if kind == 'wanted' else 'updated'}",
+            aggregate_type="product",
+            aggregate_id=str(uuid.uuid4()),
+            aggregate_version=1,
+            payload={},
+        )
+        for kind in kinds
+    ]
+    async with effects.transaction() as conn:
+        await record_events(conn, drafts)
+        await move_outbox_to_log(conn, limit=1000)
+    picky = Consumer("created", _record, types=frozenset({"product.created"}))
+    assert await ConsumerRunner(effects, picky).pass_once() == 7
+    assert await _effects(effects) == [3, 5]
+    offset = await effects.reader.fetchval(
+        "SELECT position FROM events.consumer_offsets WHERE consumer = 'created'"
+    )
+    assert offset == 7

@@ -19,6 +19,8 @@ from mercato.catalog import service
 from mercato.catalog.schemas import ProductCreate
 from mercato.core.database import Database
 from mercato.events.relay import Relay
+from mercato.events.repository import move_outbox_to_log
+from tests.factories import record_product_events
 
 
 class Recorder:
@@ -153,6 +155,23 @@ async def test_only_one_relay_is_active_and_a_standby_takes_over(pooled_db: Data
     await asyncio.wait_for(second.active.wait(), 5)
     await _products(pooled_db, 4)
     await _drain(pooled_db, second_task, stop_second)
+    _assert_well_ordered(await _log(pooled_db))
+
+
+async def test_a_relay_without_publishers_records_what_it_moves_as_published(
+    pooled_db: Database,
+) -> None:
+    """Also when an earlier relay with publishers left a stretch unpublished."""
+    await record_product_events(pooled_db, 2)
+    async with pooled_db.transaction() as conn:  # moved by a relay that never published
+        await move_outbox_to_log(conn, limit=100)
+    await record_product_events(pooled_db, 3)
+    relay, stop = Relay(pooled_db.url, idle_interval=0.001), asyncio.Event()
+    await _drain(pooled_db, asyncio.create_task(relay.run(stop)), stop)
+    state = await pooled_db.reader.fetchrow(
+        "SELECT last_position, published_position FROM events.relay_state"
+    )
+    assert (state["last_position"], state["published_position"]) == (5, 5)
     _assert_well_ordered(await _log(pooled_db))
 
 

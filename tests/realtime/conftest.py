@@ -40,6 +40,7 @@ async def serving(database_url: str, **settings: Any) -> AsyncIterator[str]:
             port=port,
             log_level="warning",
             ws="websockets-sansio",
+            ws_per_message_deflate=False,  # as `mercato serve`
             lifespan="on",
         )
     )

@@ -80,7 +80,7 @@ def serve(
         # so they share this process's embedded server instead of starting their own.
         os.environ["DATABASE_URL"] = url
         uvicorn.run(
-            "mercato.app:create_app",
+            "mercato.app:create_served_app",
             factory=True,
             host=host,
             port=port,
@@ -89,6 +89,9 @@ def serve(
             http="httptools",
             ws="websockets-sansio",
             ws_max_size=65_536,
+            # Stream frames are built once and shared; deflate would redo it per
+            # connection (ADR 0039).
+            ws_per_message_deflate=False,
             proxy_headers=True,
             forwarded_allow_ips=",".join(settings.trusted_proxies),
             server_header=False,

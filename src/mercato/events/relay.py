@@ -102,6 +102,17 @@ class Relay:
         last, published = self._positions
         if published == last and not await repository.outbox_has_events(conn):
             return 0
+        if not self._publishers:
+            # Nothing to hand the events to: moved is published, in the same transaction
+            # (two round trips fewer per batch on a process that may be busy streaming).
+            async with conn.transaction():
+                new_last = await repository.move_outbox_to_log(
+                    conn, limit=self._batch_size, published=True
+                )
+                if published < last:  # left by a relay that had publishers
+                    await repository.mark_published(conn, new_last)
+            self._positions = (new_last, new_last)
+            return new_last - last
         async with conn.transaction():
             new_last = await repository.move_outbox_to_log(conn, limit=self._batch_size)
         self._positions = (new_last, published)

@@ -53,8 +53,11 @@ async def insert_outbox(
     return ids
 
 
-async def move_outbox_to_log(conn: asyncpg.Connection, *, limit: int) -> int:
+async def move_outbox_to_log(
+    conn: asyncpg.Connection, *, limit: int, published: bool = False
+) -> int:
     """Move up to `limit` committed outbox events into the log; return the new last position.
+    `published`: also record them as published (a relay with no publishers).
 
     Runs in the caller's transaction. Only committed rows are visible to the DELETE, and a
     row leaves the outbox in the same transaction that gives it a position, so an event
@@ -75,11 +78,17 @@ async def move_outbox_to_log(conn: asyncpg.Connection, *, limit: int) -> int:
         limit,
     )
     if moved:
+        # The notification is delivered at commit, to every instance listening: they
+        # back-fill from the log. One statement: each round trip here delays the stream.
         await conn.execute(
-            "UPDATE events.relay_state SET last_position = $1 WHERE id = 1", last + moved
+            "WITH state AS (UPDATE events.relay_state SET last_position = $1, "
+            "published_position = CASE WHEN $3 THEN $1 ELSE published_position END "
+            "WHERE id = 1 RETURNING last_position) "
+            "SELECT pg_notify($2, last_position::text) FROM state",
+            last + moved,
+            NOTIFY_CHANNEL,
+            published,
         )
-        # Delivered at commit, to every instance listening: they back-fill from the log.
-        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(last + moved))
     return last + moved
 
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
@@ -25,6 +25,10 @@ from mercato.realtime.topics import matching_topic, topics_of
 from mercato.realtime.visibility import visible_to
 
 log = structlog.get_logger("mercato.realtime")
+
+
+class LiveSession(Protocol):
+    def push(self, events: list[dict[str, Any]]) -> None: ...
 
 
 class StreamHub:
@@ -41,6 +45,8 @@ class StreamHub:
         self._batch = batch
         self._wake = asyncio.Event()
         self._advanced = asyncio.Condition()
+        # Sessions at the head: handed each new stretch of the log as soon as it is read.
+        self._live: dict[LiveSession, None] = {}
         self.head = 0
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -102,8 +108,23 @@ class StreamHub:
             while self._topics and next(iter(self._topics)) < oldest:
                 position = next(iter(self._topics))
                 del self._topics[position], self._frames[position]
+            # Straight after moving the head, with no await in between: a session that
+            # followed at the old head gets exactly the positions after it.
+            for session in tuple(self._live):
+                session.push(events)
             async with self._advanced:
                 self._advanced.notify_all()
+
+    def follow(self, session: LiveSession, cursor: int) -> bool:
+        """Push new events to `session` from now on, if `cursor` is the head (else False:
+        the session reads what it is missing first)."""
+        if cursor != self.head:
+            return False
+        self._live[session] = None
+        return True
+
+    def unfollow(self, session: LiveSession) -> None:
+        self._live.pop(session, None)
 
     def matching_topic(self, event: dict[str, Any], subscribed: set[str]) -> str | None:
         """The most specific subscribed topic of the event (topics computed once per event)."""

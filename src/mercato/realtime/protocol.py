@@ -2,12 +2,13 @@
 
 Client → server (JSON text frames, at most MAX_MESSAGE_BYTES each):
     {"type": "auth", "token": "<credential>"}
-    {"type": "subscribe", "topics": ["products", "inventory:<id>"], "after": 1234}
+    {"type": "subscribe", "topics": ["products", "inventory:<id>"], "after": 1234, "batch": true}
     {"type": "unsubscribe", "topics": ["products"]}
     {"type": "ping"}
 Server → client:
     {"type": "subscribed", "topics": [...], "position": <cursor>}
     {"type": "event", "position": N, "topic": "...", "event": {...}}
+    {"type": "events", "events": [<event message>, ...]}  (only after "batch": true)
     {"type": "heartbeat", "head": N, "position": <cursor>}
     {"type": "error", "code": "...", "message": "..."}
 """
@@ -43,6 +44,9 @@ class Subscribe(_Message):
         list[Annotated[str, Field(max_length=100)]], Field(min_length=1, max_length=50)
     ]
     after: Annotated[int | None, Field(ge=0)] = None
+    # true: from now on, events arrive as `events` messages, several per message when more
+    # than one is waiting; false: one `event` message each again (the default).
+    batch: bool | None = None
 
 
 class Unsubscribe(_Message):

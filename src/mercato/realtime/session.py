@@ -1,4 +1,13 @@
-"""One client's stream: its topics, its cursor in the log, and its bounded send buffer."""
+"""One client's stream: its topics, its cursor in the log, and its bounded send buffer.
+
+A session is in one of two modes. *Catching up*: its pump task reads the events after its
+cursor (from the hub's window, or the log) and queues their frames, waiting when the
+buffer is full. *Live*: once the cursor reaches the hub's head, the session registers with
+the hub, which then hands it each new stretch of the log as it arrives (`push`, no task
+switch per event); the session falls back to catching up whenever a stretch does not fit
+its buffer or does not start right after its cursor. Either way every position after the
+cursor is examined once, in order.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +25,13 @@ from mercato.core.security import Principal
 from mercato.events import oldest_retained_position
 from mercato.realtime import protocol
 from mercato.realtime.hub import StreamHub
+from mercato.realtime.outbox import Outbox, SlowConsumer
 from mercato.realtime.topics import MAX_TOPICS, is_valid_topic, refused_topics
 
 log = structlog.get_logger("mercato.realtime")
 _messages: TypeAdapter[Any] = TypeAdapter(protocol.ClientMessage)
 CLOSE_TIMEOUT = 30.0
-
-
-class SlowConsumer(Exception):
-    pass
+PUMP_BATCH = 500
 
 
 class CloseStream(Exception):
@@ -50,8 +57,7 @@ class StreamSession:
         self._authenticate = authenticate
         self._heartbeat_interval = heartbeat_interval
         self._stall_seconds = stall_seconds
-        # (frame text, event position or 0): frames are encoded once, before queueing.
-        self._outbox: asyncio.Queue[tuple[str, int]] = asyncio.Queue(maxsize=buffer_messages)
+        self._outbox = Outbox(buffer_messages, stall_seconds=stall_seconds)
         self.topics: set[str] = set()
         self.cursor: int | None = None  # last log position examined for this client
         self.sent_position = 0  # last event position handed to the socket
@@ -59,8 +65,16 @@ class StreamSession:
         self._credential: str | None = None
         self._generation = 0
         self._subscribed = asyncio.Event()
+        self._live = False  # registered with the hub, which pushes new events to it
+        self._behind = asyncio.Event()  # wakes the pump of a live session that fell behind
 
     async def run(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            self._leave_live()
+
+    async def _serve(self) -> None:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._read())
@@ -87,17 +101,7 @@ class StreamSession:
             await asyncio.wait_for(self._ws.close(code=code, reason=reason), CLOSE_TIMEOUT)
 
     async def _enqueue(self, message: dict[str, Any]) -> None:
-        await self._enqueue_frame(orjson.dumps(message).decode(), 0)
-
-    async def _enqueue_frame(self, frame: str, position: int) -> None:
-        """Queue a frame; a client whose buffer stays full for `stall_seconds` is slow."""
-        try:
-            self._outbox.put_nowait((frame, position))  # the usual case: no timer needed
-        except asyncio.QueueFull:
-            try:
-                await asyncio.wait_for(self._outbox.put((frame, position)), self._stall_seconds)
-            except TimeoutError:
-                raise SlowConsumer() from None
+        await self._outbox.add(orjson.dumps(message).decode(), 0)
 
     async def _error(self, code: str, message: str) -> None:
         await self._enqueue({"type": "error", "code": code, "message": message})
@@ -180,10 +184,13 @@ class StreamSession:
                     protocol.CLOSE_RESYNC_REQUIRED,
                     f"position {message.after} is no longer retained; re-sync, then resume",
                 )
+            self._leave_live()  # the pump replays from the new cursor
             self.cursor = min(message.after, self._hub.head)
             self._generation += 1
         elif self.cursor is None:
             self.cursor = self._hub.head
+        if message.batch is not None:
+            self._outbox.batched = message.batch
         self.topics.update(message.topics)
         await self._enqueue(
             {"type": "subscribed", "topics": sorted(self.topics), "position": self.cursor}
@@ -192,32 +199,76 @@ class StreamSession:
 
     # --- delivery -----------------------------------------------------------------------
 
+    def _anonymous(self) -> bool:
+        # Only staff see inactive and deleted products; everyone else gets tombstones.
+        return self.principal is None or not self.principal.can("products:write")
+
+    def push(self, events: list[dict[str, Any]]) -> None:
+        """The hub's new events for a live session, queued without a task switch. A stretch
+        that does not follow the cursor or does not fit the buffer goes back to the pump,
+        which waits for room (and closes a slow consumer) as usual."""
+        assert self.cursor is not None
+        if events[0]["position"] != self.cursor + 1 or len(events) > self._outbox.room():
+            self._leave_live()
+            return
+        hub, topics, anonymous = self._hub, self.topics, self._anonymous()
+        for event in events:
+            topic = hub.matching_topic(event, topics)
+            if topic is not None:
+                self._outbox.add_nowait(
+                    hub.frame(event, topic, anonymous=anonymous), event["position"]
+                )
+        self.cursor = events[-1]["position"]
+
+    def _leave_live(self) -> None:
+        if self._live:
+            self._live = False
+            self._hub.unfollow(self)
+            self._behind.set()
+
     async def _pump(self) -> None:
         await self._subscribed.wait()
         while True:
             assert self.cursor is not None
             generation, cursor = self._generation, self.cursor
-            events = await self._hub.events_after(cursor, limit=500)
+            events = await self._hub.events_after(cursor, limit=PUMP_BATCH)
             if generation != self._generation:
                 continue  # the client re-subscribed from another position meanwhile
-            if not events:
-                if not await self._hub.wait_beyond(cursor, self._heartbeat_interval):
-                    await self._enqueue(
-                        {"type": "heartbeat", "head": self._hub.head, "position": cursor}
-                    )
-                continue
-            # Only staff see inactive and deleted products; everyone else gets tombstones.
-            anonymous = self.principal is None or not self.principal.can("products:write")
-            for event in events:
-                topic = self._hub.matching_topic(event, self.topics)
-                if topic is not None:
-                    frame = self._hub.frame(event, topic, anonymous=anonymous)
-                    await self._enqueue_frame(frame, event["position"])
-                self.cursor = event["position"]
+            if events:
+                await self._queue(events, generation)
+            elif self._hub.follow(self, cursor):
+                self._live = True
+                await self._stay_live()
+
+    async def _queue(self, events: list[dict[str, Any]], generation: int) -> None:
+        anonymous = self._anonymous()
+        for event in events:
+            topic = self._hub.matching_topic(event, self.topics)
+            if topic is not None:
+                frame = self._hub.frame(event, topic, anonymous=anonymous)
+                await self._outbox.add(frame, event["position"])
+                if generation != self._generation:
+                    return  # re-subscribed while this waited for room
+            self.cursor = event["position"]
+
+    async def _stay_live(self) -> None:
+        """While the hub pushes events, send a heartbeat after each quiet interval; return
+        when the session falls behind or re-subscribes."""
+        while self._live:
+            added = self._outbox.added
+            self._behind.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._heartbeat_interval):
+                    await self._behind.wait()
+            # Queued without waiting, so that no pushed event can come between reading
+            # the cursor and queueing it; a full buffer is no idle connection anyway.
+            if self._live and self._outbox.added == added and self._outbox.room() > 0:
+                heartbeat = {"type": "heartbeat", "head": self._hub.head, "position": self.cursor}
+                self._outbox.add_nowait(orjson.dumps(heartbeat).decode(), 0)
 
     async def _write(self) -> None:
         while True:
-            frame, position = await self._outbox.get()
+            frame, position = await self._outbox.take()
             await self._ws.send_text(frame)
             if position:
                 self.sent_position = position
