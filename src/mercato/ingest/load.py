@@ -129,6 +129,7 @@ CREATE_SQL = (
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
+    planned: int  # the products of this batch
     created: int
     updated: int
     rejected: int
@@ -174,7 +175,7 @@ async def load_batch(
         after,
         through,
     )
-    return BatchResult(created, updated, rejected)
+    return BatchResult(planned["creates"] + planned["updates"], created, updated, rejected)
 
 
 async def _reject_lost_creates(

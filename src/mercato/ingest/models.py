@@ -6,8 +6,8 @@
 - `rejects`: every rejected row, with the field, the rule it broke and the offending value.
 - `staged_rows`: the validated rows of a running job, copied in with COPY. Unification
   writes each row's verdict here (its category goes through the job's `category_map`) (`outcome`: create, update, unchanged, duplicate,
-  rejected), the product it goes to, and `load_seq`, the order in which the products are
-  loaded in batches. Emptied when the job ends.
+  rejected), the product it goes to, and `load_seq` (the row number of the row that carries
+  a product's content; batches are ranges of it). Emptied when the job ends.
 - `source_records`: the source's own key of every product a source has fed, with the hash
   of the content last applied: the per-source SKU mapping, and why a re-run of the same
   feed writes nothing.

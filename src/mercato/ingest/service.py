@@ -329,7 +329,7 @@ class ImportRun:
                         created=result.created,
                         updated=result.updated,
                         rejected=result.rejected,
-                        loaded=through - after,
+                        loaded=result.planned,
                     )
                     await self._report(loader, progressed)
 
