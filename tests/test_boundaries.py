@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "mercato"
-COMPOSITION_ROOTS = {"app", "cli", "migrations", "__main__", "event_contracts"}
+COMPOSITION_ROOTS = {"app", "background", "cli", "migrations", "__main__", "event_contracts"}
 CONTEXTS = (
     {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     - COMPOSITION_ROOTS

@@ -8,8 +8,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -23,9 +22,9 @@ from starlette.responses import HTMLResponse
 from starlette.types import Scope
 
 from mercato import __version__
+from mercato.background import background_work, payment_provider, running, stock_port
 from mercato.catalog import api as catalog_api
 from mercato.catalog import reservations_api
-from mercato.catalog.jobs import ReservationSweepJob
 from mercato.core import health
 from mercato.core.access import PUBLIC, add_route, add_security_scheme
 from mercato.core.authentication import AuthenticationMiddleware
@@ -46,35 +45,24 @@ from mercato.core.ratelimit import FailureThrottle, RateLimiter, RateLimitMiddle
 from mercato.core.security import PRINCIPAL_KEY
 from mercato.event_contracts import EVENT_PAYLOADS
 from mercato.events import api as events_api
-from mercato.events.consumers import ConsumerRunner
-from mercato.events.relay import relay_for
-from mercato.events.retention import RetentionJob
 from mercato.identity import IdentityRuntime
 from mercato.identity import admin_api as identity_admin_api
 from mercato.identity import api as identity_api
-from mercato.identity.jobs import ErasureJob
 from mercato.identity.tokens import ensure_signing_key
 from mercato.ingest import ImportRunner
 from mercato.ingest import api as ingest_api
-from mercato.ingest.api import imports_dir
 from mercato.orders import api as orders_api
-from mercato.orders.catalog_client import CatalogStockClient
-from mercato.orders.jobs import ExpiryJob, StockCallJob
-from mercato.orders.stock import LocalStock, RemoteStock, StockPort
 from mercato.payments import api as payments_api
-from mercato.payments.jobs import COMPENSATION, ReconcileJob
-from mercato.payments.stripe import StripeProvider
 from mercato.realtime import api as realtime_api
 from mercato.realtime.api import ConnectionLimits
 from mercato.realtime.hub import StreamHub
 from mercato.sandbox import create_sandbox_app
-from mercato.webhooks import DeliveryJob, WebhookRuntime
+from mercato.webhooks import WebhookRuntime
 from mercato.webhooks import api as webhooks_api
 
 log = structlog.get_logger("mercato")
 
 API_PREFIX = "/api/v1"
-STOCK_CALL_POLL = timedelta(seconds=0.5)
 
 
 def create_served_app() -> FastAPI:
@@ -135,7 +123,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             resources.push_async_callback(stock.close)
             if settings.relay_in_process and database is None:
                 for service, name in background_work(settings, db, provider, stock):
-                    await resources.enter_async_context(_running(service, name))
+                    await resources.enter_async_context(running(service, name))
                     if isinstance(service, ImportRunner):
                         app.state.import_runner = service  # uploads wake it
             app.state.stream_hub = hub = StreamHub(db)
@@ -249,65 +237,6 @@ EVERY_CONTEXT = (
 )
 
 
-def stock_port(settings: Settings, db: Database) -> StockPort:
-    """In process in one process; over HTTP when the order context runs alone."""
-    if settings.serve_context != "orders":
-        return LocalStock()
-    assert settings.catalog_url, "checked by Settings"
-    assert settings.catalog_api_key, "checked by Settings"
-    client = CatalogStockClient(
-        base_url=settings.catalog_url,
-        api_key=settings.catalog_api_key.get_secret_value(),
-        connect_timeout=settings.catalog_connect_timeout_seconds,
-        timeout=settings.catalog_timeout_seconds,
-        breaker_threshold=settings.catalog_breaker_threshold,
-        breaker_seconds=settings.catalog_breaker_seconds,
-    )
-    return RemoteStock(client, db)
-
-
-def background_work(
-    settings: Settings, db: Database, provider: StripeProvider, stock: StockPort
-) -> list[tuple[BackgroundService, str]]:
-    """What runs beside the API (or in `mercato worker`), each with its name: the order
-    context's work alone, or every context's."""
-    work: list[tuple[BackgroundService, str]] = [(relay_for(settings, db.url), "relay")]
-    if settings.serve_context == "all":
-        hourly = timedelta(hours=1)
-        keep = timedelta(days=settings.event_retention_days)
-        grace = timedelta(days=settings.account_erase_after_days)
-        sweep = timedelta(seconds=settings.stock_reservation_sweep_seconds)
-        work += [
-            (RetentionJob(db, keep=keep, interval=hourly), "retention"),
-            (ErasureJob(db, grace=grace, interval=hourly), "erasure"),
-            (ReservationSweepJob(db, interval=sweep), "stock-reservation-sweep"),
-        ]
-    reconcile = ReconcileJob(
-        db,
-        provider,
-        older_than=timedelta(seconds=settings.payment_reconcile_after_seconds),
-        interval=timedelta(seconds=15),
-    )
-    expiry = timedelta(seconds=settings.order_expiry_sweep_seconds)
-    work += [
-        (ExpiryJob(db, interval=expiry), "order-expiry"),
-        (reconcile, "payment-reconcile"),
-        (ConsumerRunner(db, COMPENSATION), "compensation"),
-    ]
-    if isinstance(stock, RemoteStock):
-        work.append((StockCallJob(db, stock, interval=STOCK_CALL_POLL), "stock-calls"))
-    if settings.serve_context == "all":
-        work.append((DeliveryJob(db, settings), "webhooks"))
-        imports = ImportRunner(
-            db,
-            batch_size=settings.import_batch_size,
-            load_connections=settings.import_load_connections,
-            owned_files=imports_dir(settings),
-        )
-        work.append((imports, "imports"))
-    return work
-
-
 def webhook_event_types() -> frozenset[str]:
     """What webhooks may subscribe to: every event type with a published contract."""
     return frozenset(event_type for event_type, _version in EVENT_PAYLOADS)
@@ -346,16 +275,6 @@ async def _sandbox(settings: Settings) -> AsyncIterator[None]:
         listener.close()
 
 
-def payment_provider(settings: Settings) -> StripeProvider:
-    return StripeProvider(
-        base_url=settings.payment_api_base,
-        api_key=settings.payment_api_key.get_secret_value(),
-        timeout=settings.payment_timeout_seconds,
-        breaker_threshold=settings.payment_breaker_threshold,
-        breaker_seconds=settings.payment_breaker_seconds,
-    )
-
-
 def _verified_subject(scope: Scope) -> str | None:
     """The rate limiter's account key: only a principal the middleware authenticated."""
     principal = (scope.get("state") or {}).get(PRINCIPAL_KEY)
@@ -379,25 +298,6 @@ async def _owned_database(settings: Settings) -> AsyncIterator[Database]:
         )
         resources.push_async_callback(db.close)
         yield db
-
-
-class BackgroundService(Protocol):
-    async def run(self, stop: asyncio.Event) -> None: ...
-
-
-ServiceT = TypeVar("ServiceT", bound=BackgroundService)
-
-
-@asynccontextmanager
-async def _running(service: ServiceT, name: str) -> AsyncIterator[ServiceT]:
-    """Run a long-lived service (relay, retention) as a background task of this process."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop), name=f"mercato-{name}")
-    try:
-        yield service
-    finally:
-        stop.set()
-        await task
 
 
 def _document_security(app: FastAPI) -> None:

@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mercato import sandbox
-from mercato.app import background_work, openapi_document, payment_provider, stock_port
+from mercato.app import openapi_document
+from mercato.background import background_work, payment_provider, stock_port
 from mercato.catalog.demo_data import seed_catalog
 from mercato.cli.database import database_url
 from mercato.cli.identity import keys_app, users_app
