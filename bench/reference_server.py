@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 PRODUCT_COLUMNS = (
-    "id, sku, name, description, brand, gtin, price, currency, category_id, inventory_count, "
+    "id, sku, name, description, brand, gtin, mpn, price, currency, category_id, inventory_count, "
     "attributes, is_active, version, created_at, updated_at, deleted_at"
 )
 P_COLUMNS = ", ".join(f"p.{column.strip()}" for column in PRODUCT_COLUMNS.split(","))
