@@ -12,7 +12,7 @@ starts is stopped on exit.
     .venv/bin/python bench/run.py --quick                  # 5 s runs, ~2.5 min
     .venv/bin/python bench/run.py --only-s1                # S1 alone, ~1 min
     .venv/bin/python bench/run.py --only-auth --quick      # A1 alone, ~1 min
-    .venv/bin/python bench/run.py --only-w4 --quick        # W4 alone, ~1 min
+    .venv/bin/python bench/run.py --only-w4 --quick        # W4 alone, ~2.5 min
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import auth
 import dataset
 import loadgen
 import report
+import servers
 import stream
 import w4
 from bench_keys import bench_secrets
@@ -142,6 +143,7 @@ class Bench:
                 wrk=self.wrk,
                 seconds=min(self.plan.seconds, 10.0),
                 repeats=max(2, min(self.plan.repeats, 3)),
+                open_loop_seconds=max(self.plan.open_loop_seconds, 8.0),
                 cpus=self.generator_cpus,
             )
         finally:
@@ -261,6 +263,7 @@ def main() -> None:
     dataset.check_same_sql()
     loadgen.ensure_wrk()
     admin_url, url, name = dataset.database_urls(os.environ.get("BENCH_DATABASE_URL"))
+    servers.POSTGRES_DATABASE = name
     dataset.prepare_database(
         admin_url,
         url,
