@@ -9,11 +9,9 @@ prepares and caches every statement too):
   BEGIN
   pg_try_advisory_xact_lock on the idempotency key        core/idempotency.py replay
   SELECT the stored answer under (owner, key)             core/idempotency.py stored_answer
-  one conditional UPDATE per product, ascending id        catalog/stock.py reserve
-  INSERT the inventory.changed events (one batch)         events record_events (executemany)
-  INSERT the order RETURNING its row                      orders/repository.py insert_order
-  INSERT the lines RETURNING them                         orders/repository.py insert_lines
-  INSERT the order.created event                          events record_events
+  one conditional UPDATE per product, ascending id        catalog/stock.py take
+  INSERT the order and its lines (one statement)          orders/repository.py insert_order
+  INSERT the inventory.changed and order.created events   events record_events (executemany)
   INSERT ... ON CONFLICT the stored answer                core/idempotency.py remember
   COMMIT
 
@@ -78,35 +76,37 @@ LINE_JSON = (
     " :p{i}_name::text, 'unit_price', :p{i}_price::text, 'quantity', 1, 'line_total',"
     " :p{i}_price::text)"
 )
+ORDER_COLUMNS = (
+    "id, customer_id, status, currency, total, item_count, reservation_expires_at,"
+    " cancel_reason, version, created_at, updated_at"
+)
+LINE_COLUMNS = "order_id, line_no, product_id, sku, name, unit_price, quantity, line_total"
 ORDER = (
-    "INSERT INTO orders.orders (id, customer_id, status, currency, total, item_count,"
-    " reservation_expires_at, created_at, updated_at)\n"
+    "WITH placed AS (INSERT INTO orders.orders (id, customer_id, status, currency, total,"
+    " item_count, reservation_expires_at, created_at, updated_at)\n"
     "  VALUES (gen_random_uuid(), :customer::uuid, 'pending_payment', :p1_currency::text,"
     " {total}, {n},\n"
     "          clock_timestamp() + '15 minutes'::interval, clock_timestamp(),"
     " clock_timestamp())\n"
-    "  RETURNING id, customer_id, status, currency, total, item_count,"
-    " reservation_expires_at, cancel_reason, version, created_at, updated_at,\n"
+    f"  RETURNING {ORDER_COLUMNS}),\n"
+    f"lines AS (INSERT INTO orders.order_lines ({LINE_COLUMNS})\n"
+    "  SELECT (SELECT id FROM placed), n, p, s, nm, u, q, t FROM unnest("
+    "ARRAY[{numbers}]::smallint[], ARRAY[{ids}]::uuid[],\n"
+    "    ARRAY[{skus}]::text[], ARRAY[{names}]::text[], ARRAY[{prices}]::numeric[],"
+    " ARRAY[{quantities}]::int[], ARRAY[{prices}]::numeric[]) AS l(n, p, s, nm, u, q, t))\n"
+    f"SELECT {ORDER_COLUMNS},\n"
     # The app builds this JSON in Python (service.order_json) for the event and the answer.
     "    jsonb_build_object('id', id, 'customer_id', customer_id, 'status', status,"
     " 'currency', currency, 'total', total::text, 'item_count', item_count,"
     " 'reservation_expires_at', reservation_expires_at, 'cancel_reason', cancel_reason,"
     " 'version', version, 'created_at', created_at, 'updated_at', updated_at,"
-    " 'lines', jsonb_build_array({lines}))::text AS json \\gset o_"
+    " 'lines', jsonb_build_array({lines}))::text AS json\n"
+    "  FROM placed \\gset o_"
 )
-LINES = (
-    "INSERT INTO orders.order_lines (order_id, line_no, product_id, sku, name, unit_price,"
-    " quantity, line_total)\n"
-    "  SELECT :o_id::uuid, n, p, s, nm, u, q, t FROM unnest(ARRAY[{numbers}]::smallint[],"
-    " ARRAY[{ids}]::uuid[],\n"
-    "    ARRAY[{skus}]::text[], ARRAY[{names}]::text[], ARRAY[{prices}]::numeric[],"
-    " ARRAY[{quantities}]::int[], ARRAY[{prices}]::numeric[]) AS l(n, p, s, nm, u, q, t)\n"
-    "  RETURNING order_id, line_no, product_id, sku, name, unit_price, quantity, line_total;"
-)
-ORDER_EVENT = (
+ORDER_EVENT = "(gen_random_uuid(), 'order.created', 1, 'order', :o_id, 1, '{}', :o_json::jsonb)"
+EVENTS = (
     "INSERT INTO events.outbox (event_id, type, schema_version, aggregate_type, aggregate_id,"
-    " aggregate_version, trace_context, payload)\n"
-    "  VALUES (gen_random_uuid(), 'order.created', 1, 'order', :o_id, 1, '{}', :o_json::jsonb);"
+    " aggregate_version, trace_context, payload)\n  VALUES "
 )
 REMEMBER = (
     "INSERT INTO orders.idempotency_keys (owner, key, fingerprint, status_code, headers, body)\n"
@@ -167,16 +167,10 @@ def script(n: int, *, products: int, customers: int) -> str:
                 RESERVE.format(i=i, product=LOOKUP.format(table=PRODUCTS_TABLE, var=f"l{i}"))
                 for i in each
             ),
-            "INSERT INTO events.outbox (event_id, type, schema_version, aggregate_type,"
-            " aggregate_id, aggregate_version, trace_context, payload)\n  VALUES "
-            + ",\n         ".join(INVENTORY_EVENT.format(i=i) for i in each)
-            + ";",
             ORDER.format(
                 total=" + ".join(f":p{i}_price::numeric" for i in each),
                 n=n,
                 lines=listed(LINE_JSON),
-            ),
-            LINES.format(
                 numbers=", ".join(str(i) for i in each),
                 ids=listed(":p{i}_id"),
                 skus=listed(":p{i}_sku"),
@@ -184,7 +178,9 @@ def script(n: int, *, products: int, customers: int) -> str:
                 prices=listed(":p{i}_price"),
                 quantities=", ".join("1" for _ in each),
             ),
-            ORDER_EVENT,
+            EVENTS
+            + ",\n         ".join([*(INVENTORY_EVENT.format(i=i) for i in each), ORDER_EVENT])
+            + ";",
             REMEMBER,
             "COMMIT;",
             "",
