@@ -5,10 +5,11 @@ given access tokens (signed with the app's own key set, which lives in the datab
 app (1 worker, production settings) takes orders of 1-3 random products, each with a fresh
 Idempotency-Key: first closed-loop from wrk (64 connections) for its peak, then open-loop
 (bench/openloop.py) at 70% of that peak for its latency, measured from each request's
-intended send time. Then the checker compares every product's stock with the quantities
-ordered: any difference or negative count is an oversell. Last, the floor: the same
-transaction as pgbench scripts (bench/w4_floor.py) at several client counts, the best of
-which is the floor, as the reference figures of BENCHMARKS.md are.
+intended send time. Around each app phase, the checker compares every product's stock
+with the quantities ordered: any difference or negative count is an oversell. The floor
+is the same transaction as pgbench scripts (bench/w4_floor.py) at several client counts,
+the best of which is the floor, as the reference figures of BENCHMARKS.md are; each wrk
+repeat is followed by a floor repeat.
 """
 
 from __future__ import annotations
@@ -190,10 +191,11 @@ async def _customers(
 
 
 ORDERED = (
-    "SELECT p.id, p.inventory_count,"
-    " coalesce((SELECT sum(l.quantity) FROM orders.order_lines l"
-    "   WHERE l.product_id = p.id), 0) AS ordered"
-    " FROM catalog.products p WHERE p.id = ANY($1::uuid[])"
+    "SELECT p.id, p.inventory_count, coalesce(o.units, 0) AS ordered"
+    " FROM catalog.products p LEFT JOIN (SELECT product_id, sum(quantity) AS units"
+    "   FROM orders.order_lines WHERE product_id = ANY($1::uuid[]) GROUP BY product_id) o"
+    "   ON o.product_id = p.id"
+    " WHERE p.id = ANY($1::uuid[])"
 )
 
 
@@ -207,17 +209,28 @@ async def _ordered_units(url: str, ids: list[str]) -> dict[str, tuple[int, int]]
     return {str(r["id"]): (r["inventory_count"], r["ordered"]) for r in rows}
 
 
-def _oversold(
-    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
-) -> tuple[int, int]:
-    """(products whose stock fell by other than the units ordered, units ordered)."""
-    oversold, ordered = 0, 0
-    for product, (stock, units) in after.items():
-        taken, newly_ordered = before[product][0] - stock, units - before[product][1]
-        ordered += newly_ordered
-        if stock < 0 or taken != newly_ordered:
-            oversold += 1
-    return oversold, ordered
+class OversellCheck:
+    """Around each app phase: every product's stock must fall by exactly the units its new
+    order lines hold, and never below zero. (The floor's phases in between are left out.)"""
+
+    def __init__(self, url: str, ids: list[str]) -> None:
+        self.url = url
+        self.ids = ids
+        self.oversold: set[str] = set()
+        self.ordered = 0
+        self._before: dict[str, tuple[int, int]] = {}
+
+    def __enter__(self) -> None:
+        self._before = asyncio.run(_ordered_units(self.url, self.ids))
+
+    def __exit__(self, *exc: object) -> None:
+        after = asyncio.run(_ordered_units(self.url, self.ids))
+        for product, (stock, units) in after.items():
+            taken = self._before[product][0] - stock
+            newly_ordered = units - self._before[product][1]
+            self.ordered += newly_ordered
+            if stock < 0 or taken != newly_ordered:
+                self.oversold.add(product)
 
 
 def run_w4(
@@ -232,31 +245,22 @@ def run_w4(
     open_loop_seconds: float,
     cpus: str | None,
 ) -> W4Run:
+    """App and floor alternate, repeat by repeat, so that both see the same machine: it is
+    shared, and its load drifts from minute to minute."""
     ids = asyncio.run(_prepare(url, env, results))
-    asyncio.run(_vacuum(url))
-    before = asyncio.run(_ordered_units(url, ids))
+    check = OversellCheck(url, ids)
     run = W4Run()
     wrk(app, W4, 1.0)  # warm-up
     for _ in range(repeats):
-        result = wrk(app, W4, seconds)
+        asyncio.run(_vacuum(url))
+        with check:
+            result = wrk(app, W4, seconds)
         run.app.append(result)
         print(
             f"  W4   app       {result.rps:9,.0f} orders/s  p95 {result.p95_ms:7.1f} ms  "
             f"server {result.server_us_per_request:6,.0f} µs/order  "
             f"db {result.db_us_per_request:6,.0f} µs/order  errors {result.errors}"
         )
-    rate = OPEN_LOOP_SHARE * run.peak()
-    run.open_loop = latency = loadgen.run_open_loop(
-        app, results / W4.app_data, rate=rate, seconds=open_loop_seconds, cpus=cpus, orders=True
-    )
-    print(
-        f"  W4   app       open loop at {rate:,.0f} orders/s: p50 {latency.p50_ms:.1f} "
-        f"p95 {latency.p95_ms:.1f} p99 {latency.p99_ms:.1f} ms, {latency.failed} failed"
-    )
-    # Checked before pgbench runs: its orders take stock too.
-    run.oversold, run.ordered = _oversold(before, asyncio.run(_ordered_units(url, ids)))
-    for _ in range(repeats):
-        asyncio.run(_vacuum(url))
         for clients in w4_floor.CLIENTS:
             floor = w4_floor.run_pgbench(
                 url, w4_floor.scripts(results), clients=clients, seconds=seconds, cpus=cpus
@@ -267,6 +271,17 @@ def run_w4(
                 f"{floor.latency_ms:5.1f} ms  db {floor.db_us_per_transaction:6,.0f} µs/txn  "
                 f"failed {floor.failed}"
             )
+    rate = OPEN_LOOP_SHARE * run.peak()
+    asyncio.run(_vacuum(url))
+    with check:
+        run.open_loop = latency = loadgen.run_open_loop(
+            app, results / W4.app_data, rate=rate, seconds=open_loop_seconds, cpus=cpus, orders=True
+        )
+    print(
+        f"  W4   app       open loop at {rate:,.0f} orders/s: p50 {latency.p50_ms:.1f} "
+        f"p95 {latency.p95_ms:.1f} p99 {latency.p99_ms:.1f} ms, {latency.failed} failed"
+    )
+    run.oversold, run.ordered = len(check.oversold), check.ordered
     asyncio.run(_settle_pending_at(url))
     return run
 
