@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 import loadgen
+import report
 import w4_floor
 from report import Workload
 from servers import Server
@@ -60,6 +61,7 @@ class W4Run:
     floor: list[w4_floor.FloorRun] = field(default_factory=list)
     oversold: int = -1
     ordered: int = 0
+    load_before: str = ""
 
     def peak(self) -> float:
         return statistics.median(r.rps for r in self.app) if self.app else 0.0
@@ -70,6 +72,16 @@ class W4Run:
         return {
             c: statistics.median(run.tps for run in self.floor if run.clients == c) for c in counts
         }
+
+    def paired_ratios(self) -> list[float]:
+        """Each wrk repeat against the best floor of the repeat that followed it."""
+        per_repeat = len(w4_floor.CLIENTS)
+        ratios = []
+        for i, app in enumerate(self.app):
+            floors = self.floor[i * per_repeat : (i + 1) * per_repeat]
+            if floors:
+                ratios.append(app.rps / max(run.tps for run in floors))
+        return ratios
 
     def best_floor(self) -> tuple[int, float]:
         by_clients = self.floor_by_clients()
@@ -247,9 +259,9 @@ def run_w4(
 ) -> W4Run:
     """App and floor alternate, repeat by repeat, so that both see the same machine: it is
     shared, and its load drifts from minute to minute."""
+    run = W4Run(load_before=report.load_average())
     ids = asyncio.run(_prepare(url, env, results))
     check = OversellCheck(url, ids)
-    run = W4Run()
     wrk(app, W4, 1.0)  # warm-up
     for _ in range(repeats):
         asyncio.run(_vacuum(url))
@@ -342,6 +354,8 @@ def w4_section(run: W4Run, table: Callable[[list[str], list[list[str]]], Any]) -
     ratio = peak / floor if floor else 0.0
     p95 = run.open_loop.p95_ms if run.open_loop else 0.0
     rate = run.open_loop.rate if run.open_loop else 0.0
+    generator = run.open_loop.generator_cpu_share if run.open_loop else 0.0
+    lag = run.open_loop.send_lag_p99_ms if run.open_loop else 0.0
     return [
         "## W4 place order",
         "",
@@ -352,9 +366,17 @@ def w4_section(run: W4Run, table: Callable[[list[str], list[list[str]]], Any]) -
         f"**open-loop p95 {p95:.1f} ms at {rate:,.0f} orders/s** (target <= 50 ms); "
         f"**oversell: {run.oversold}** products whose stock differs from the units ordered "
         f"({run.ordered:,} units ordered in all).",
+        "- Repeat by repeat (each wrk run against the best floor run right after it): "
+        + " / ".join(f"{r:.2f}" for r in run.paired_ratios())
+        + " x the floor.",
         "- `bench/w4.py`: 1,000 products with stock no run exhausts, 50 customers with access "
         "tokens; `bench/wrk/w4_order.lua` (peak) and `bench/openloop.py --orders-file` "
         "(latency from the intended send time) post 1-3 random products with a fresh "
         "Idempotency-Key; the floor runs the app's transaction from "
         "`results/w4_pgbench_{1,2,3}.sql` (bench/w4_floor.py; pgbench -M prepared, -j 2).",
+        f"- Load average when W4 started: {run.load_before} (the machine is shared; compare "
+        "the paired ratios, and re-run when the load moved).",
+        "- App on core 0, generators and pgbench on core 1, PostgreSQL unpinned; the open-loop "
+        f"generator used {generator:.0%} of its core and sent its requests at most {lag:.1f} ms "
+        "late (p99), a lateness counted in the latencies.",
     ]
