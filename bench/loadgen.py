@@ -135,18 +135,26 @@ class OpenLoopResult:
     max_ms: float
     send_lag_p99_ms: float
     generator_cpu_share: float
+    duration_s: float = 0.0
 
 
 def run_open_loop(
-    server: Server, paths_file: Path, *, rate: float, seconds: float, cpus: str | None
+    server: Server,
+    paths_file: Path,
+    *,
+    rate: float,
+    seconds: float,
+    cpus: str | None,
+    orders: bool = False,
 ) -> OpenLoopResult:
+    """`orders`: `paths_file` is W4's data file, and the requests are new orders (POST)."""
     command = _pin(
         [
             sys.executable,
             str(BENCH / "openloop.py"),
             "--port",
             str(server.port),
-            "--paths-file",
+            "--orders-file" if orders else "--paths-file",
             str(paths_file),
             "--rate",
             f"{rate:.1f}",
@@ -174,4 +182,5 @@ def run_open_loop(
         max_ms=data["max_ms"],
         send_lag_p99_ms=data["send_lag_p99_ms"],
         generator_cpu_share=data["generator_cpu_s"] / max(data["duration_s"], 1e-9),
+        duration_s=data["duration_s"],
     )

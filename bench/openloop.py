@@ -7,6 +7,12 @@ into an HdrHistogram. Prints one JSON object.
 
     python bench/openloop.py --port 8101 --paths-file bench/results/paths_w1.txt \
         --rate 700 --duration 10
+    python bench/openloop.py --port 8101 --orders-file bench/results/w4_data.txt \
+        --rate 400 --duration 10
+
+`--orders-file` (W4) sends `POST /api/v1/orders` instead: each request as a random one of
+the file's customers ("T <access token>" lines), 1-3 distinct random products ("P <id>"),
+quantity 1, and a fresh Idempotency-Key, as bench/wrk/w4_order.lua does.
 """
 
 from __future__ import annotations
@@ -17,8 +23,11 @@ import json
 import random
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import orjson
 import uvloop
 from hdrh.histogram import HdrHistogram
 
@@ -31,7 +40,7 @@ class ResponseError(Exception):
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection: send a GET, read one response."""
+    """One keep-alive HTTP/1.1 connection: send a request, read one response."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -43,7 +52,7 @@ class Connection:
         reader, writer = await asyncio.open_connection(HOST, port)
         return cls(reader, writer)
 
-    async def get(self, request: bytes) -> int:
+    async def send(self, request: bytes) -> int:
         self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
@@ -131,7 +140,7 @@ async def one_request(pool: Pool, request: bytes, due: float, results: Results) 
         results.errors += 1
         return
     try:
-        status = await conn.get(request)
+        status = await conn.send(request)
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ResponseError):
         conn.close()
         results.errors += 1
@@ -146,12 +155,48 @@ async def one_request(pool: Pool, request: bytes, due: float, results: Results) 
         results.bad_status += 1
 
 
+def gets(port: int, paths: list[str], rng: random.Random) -> Callable[[], bytes]:
+    requests = [f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode() for path in paths]
+    return lambda: rng.choice(requests)
+
+
+def orders(port: int, lines: list[str], rng: random.Random) -> Callable[[], bytes]:
+    """W4: a new order each call, with its own Idempotency-Key."""
+    tokens = [line[2:] for line in lines if line.startswith("T ")]
+    products = [line[2:] for line in lines if line.startswith("P ")]
+    if not tokens or len(products) < 3:
+        sys.exit("the orders file needs customers (T lines) and at least 3 products (P lines)")
+    run = uuid.uuid4().hex[:12]
+    counter = 0
+
+    def order() -> bytes:
+        nonlocal counter
+        counter += 1
+        chosen = rng.sample(products, rng.randint(1, 3))
+        body = orjson.dumps(
+            {"lines": [{"product_id": product, "quantity": 1} for product in chosen]}
+        )
+        head = (
+            f"POST /api/v1/orders HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+            f"Authorization: Bearer {rng.choice(tokens)}\r\n"
+            f"Content-Type: application/json\r\nIdempotency-Key: ol-{run}-{counter}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    return order
+
+
 async def run(
-    *, port: int, paths: list[str], rate: float, duration: float, connections: int, grace: float
+    *,
+    port: int,
+    next_request: Callable[[], bytes],
+    rate: float,
+    duration: float,
+    connections: int,
+    grace: float,
 ) -> dict[str, object]:
     loop = asyncio.get_running_loop()
-    rng = random.Random(42)
-    requests = [f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode() for path in paths]
     pool = Pool(port, connections)
     await pool.prefill(min(connections, 16))
     results = Results()
@@ -176,7 +221,7 @@ async def run(
         # Issue everything that is due: a late wake-up must not thin out the schedule.
         while sent < total and start + sent * interval <= now:
             task = loop.create_task(
-                one_request(pool, rng.choice(requests), start + sent * interval, results)
+                one_request(pool, next_request(), start + sent * interval, results)
             )
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -219,20 +264,24 @@ async def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True, help="Port on 127.0.0.1.")
-    parser.add_argument("--paths-file", required=True, help="Request paths, one a line.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--paths-file", help="GET these request paths, one a line.")
+    source.add_argument("--orders-file", help="POST orders (W4): T <token> and P <id> lines.")
     parser.add_argument("--rate", type=float, required=True, help="Requests per second.")
     parser.add_argument("--duration", type=float, default=10.0, help="Seconds of sending.")
     parser.add_argument("--connections", type=int, default=64, help="Keep-alive limit.")
     parser.add_argument("--grace", type=float, default=10.0, help="Wait for stragglers.")
     args = parser.parse_args()
-    with open(args.paths_file) as file:
-        paths = [line.strip() for line in file if line.strip()]
-    if not paths or args.rate <= 0:
+    with open(args.paths_file or args.orders_file) as file:
+        lines = [line.strip() for line in file if line.strip()]
+    if not lines or args.rate <= 0:
         sys.exit("need at least one path and a positive rate")
+    rng = random.Random(42)
+    make = orders if args.orders_file else gets
     result = uvloop.run(
         run(
             port=args.port,
-            paths=paths,
+            next_request=make(args.port, lines, rng),
             rate=args.rate,
             duration=args.duration,
             connections=args.connections,

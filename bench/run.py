@@ -12,8 +12,8 @@ starts is stopped on exit.
     .venv/bin/python bench/run.py --quick                  # 5 s runs, ~2.5 min
     .venv/bin/python bench/run.py --only-s1                # S1 alone, ~1 min
     .venv/bin/python bench/run.py --only-auth --quick      # A1 alone, ~1 min
-    .venv/bin/python bench/run.py --only-w4 --quick        # W4 alone, ~1 min
-    .venv/bin/python bench/run.py --only-e1                # E1 alone (100k, 1M rows), ~3 min
+    .venv/bin/python bench/run.py --only-w4 --quick        # W4 alone, ~2.5 min
+    .venv/bin/python bench/run.py --only-e1                # E1 alone (100k, 1M rows), ~5 min
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import dataset
 import e1
 import loadgen
 import report
+import servers
 import stream
 import w4
 from bench_keys import bench_secrets
@@ -151,6 +152,7 @@ class Bench:
                 wrk=self.wrk,
                 seconds=min(self.plan.seconds, 10.0),
                 repeats=max(2, min(self.plan.repeats, 3)),
+                open_loop_seconds=max(self.plan.open_loop_seconds, 8.0),
                 cpus=self.generator_cpus,
             )
         finally:
@@ -283,6 +285,7 @@ def main() -> None:
     dataset.check_same_sql()
     loadgen.ensure_wrk()
     admin_url, url, name = dataset.database_urls(os.environ.get("BENCH_DATABASE_URL"))
+    servers.POSTGRES_DATABASE = name
     dataset.prepare_database(
         admin_url,
         url,

@@ -152,9 +152,29 @@ def group_cpu_seconds(pgid: int) -> float:
     return sum(cpu for _, _, group, cpu in _proc_stats() if group == pgid)
 
 
+# The benchmark database (bench/run.py sets it): on a machine shared with other work, only
+# the backends connected to it are counted. None counts every PostgreSQL process.
+POSTGRES_DATABASE: str | None = None
+
+
 def postgres_cpu_by_pid() -> dict[int, float]:
-    """CPU seconds of every PostgreSQL process (backends come and go: diff per pid)."""
-    return {pid: cpu for pid, name, _, cpu in _proc_stats() if name.startswith("postgres")}
+    """CPU seconds of PostgreSQL processes (backends come and go: diff per pid)."""
+    return {
+        pid: cpu
+        for pid, name, _, cpu in _proc_stats()
+        if name.startswith("postgres") and _serves_bench_database(pid)
+    }
+
+
+def _serves_bench_database(pid: int) -> bool:
+    if POSTGRES_DATABASE is None:
+        return True
+    try:
+        # A backend's title: "postgres: 15/main: <user> <database> <client> <state>".
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+    except OSError:
+        return False
+    return len(title) > 3 and title[3].decode(errors="replace") == POSTGRES_DATABASE
 
 
 def postgres_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:

@@ -2,20 +2,20 @@
 
 Setup: 1,000 live products get a stock no run can exhaust, 50 customers are created and
 given access tokens (signed with the app's own key set, which lives in the database). The
-app (1 worker, production settings) takes closed-loop orders from wrk: 1-3 random products
-each, a fresh Idempotency-Key each. The floor is pgbench running the statements the app's
-transaction runs (idempotency lock and lookup, one conditional decrement per line, the
-inventory events, the order, its lines, the order event, the stored answer) with the same
-concurrency. Afterwards the checker compares every product's stock with the quantities
-ordered: any difference or negative count is an oversell.
+app (1 worker, production settings) takes orders of 1-3 random products, each with a fresh
+Idempotency-Key: first closed-loop from wrk (64 connections) for its peak, then open-loop
+(bench/openloop.py) at 70% of that peak for its latency, measured from each request's
+intended send time. Around each app phase, the checker compares every product's stock
+with the quantities ordered: any difference or negative count is an oversell. The floor
+is the same transaction as pgbench scripts (bench/w4_floor.py) at several client counts,
+the best of which is the floor, as the reference figures of BENCHMARKS.md are; each wrk
+repeat is followed by a floor repeat.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import statistics
-import subprocess
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +24,8 @@ from typing import Any
 
 import asyncpg
 import loadgen
+import report
+import w4_floor
 from report import Workload
 from servers import Server
 
@@ -37,60 +39,63 @@ from mercato.identity.tokens import ensure_signing_key
 PRODUCTS = 1_000
 CUSTOMERS = 50
 STOCK = 100_000_000
-W4 = Workload("W4", "place order", "w4_order.lua", "w4_data.txt", "", 0, False)
-HEADER = ["run", "orders/s (median)", "p50 ms", "p95 ms", "p99 ms", "server µs/order", "errors"]
-
-PGBENCH_SCRIPT = """
-\\set n random(1, 3)
-\\set a random(1, {products})
-\\set b random(1, {products})
-\\set c random(1, {products})
-BEGIN;
-SELECT pg_try_advisory_xact_lock(hashtextextended('bench|' || :client_id || '|' || random(), 0));
-SELECT fingerprint FROM orders.idempotency_keys WHERE owner = 'bench' AND key = md5(random()::text);
-UPDATE catalog.products SET inventory_count = inventory_count - 1, version = version + 1, updated_at = now()
-  WHERE id = (SELECT id FROM bench_w4_products WHERE n = :a) AND deleted_at IS NULL AND is_active AND inventory_count >= 1
-  RETURNING id, sku, name, price, currency, inventory_count, version, is_active, deleted_at;
-\\if :n >= 2
-UPDATE catalog.products SET inventory_count = inventory_count - 1, version = version + 1, updated_at = now()
-  WHERE id = (SELECT id FROM bench_w4_products WHERE n = :b) AND deleted_at IS NULL AND is_active AND inventory_count >= 1
-  RETURNING id, sku, name, price, currency, inventory_count, version, is_active, deleted_at;
-\\endif
-\\if :n >= 3
-UPDATE catalog.products SET inventory_count = inventory_count - 1, version = version + 1, updated_at = now()
-  WHERE id = (SELECT id FROM bench_w4_products WHERE n = :c) AND deleted_at IS NULL AND is_active AND inventory_count >= 1
-  RETURNING id, sku, name, price, currency, inventory_count, version, is_active, deleted_at;
-\\endif
-INSERT INTO events.outbox (event_id, type, schema_version, aggregate_type, aggregate_id, aggregate_version, payload)
-  SELECT gen_random_uuid(), 'inventory.changed', 1, 'inventory', gen_random_uuid()::text, 1,
-         '{{"product_id": "x", "inventory_count": 1, "previous_count": 2, "visible": true}}'::jsonb
-  FROM generate_series(1, :n);
-INSERT INTO orders.orders (customer_id, status, currency, total, item_count, reservation_expires_at, created_at, updated_at)
-  VALUES (gen_random_uuid(), 'pending_payment', 'USD', 42.00, :n, clock_timestamp() + interval '15 minutes', clock_timestamp(), clock_timestamp())
-  RETURNING quote_literal(id) AS id \\gset
-INSERT INTO orders.order_lines (order_id, line_no, product_id, sku, name, unit_price, quantity, line_total)
-  SELECT (:id)::uuid, g, gen_random_uuid(), 'SKU', 'Product', 14.00, 1, 14.00 FROM generate_series(1, :n) AS g;
-INSERT INTO events.outbox (event_id, type, schema_version, aggregate_type, aggregate_id, aggregate_version, payload)
-  VALUES (gen_random_uuid(), 'order.created', 1, 'order', :id, 1, '{{"id": "x", "lines": []}}'::jsonb);
-INSERT INTO orders.idempotency_keys (owner, key, fingerprint, status_code, headers, body)
-  VALUES ('bench', gen_random_uuid()::text, '\\x00', 201, '{{}}'::jsonb, '\\x00');
-END;
-"""
+OPEN_LOOP_SHARE = 0.7
+W4 = Workload("W4", "place order", "w4_order.lua", "w4_data.txt", "", 50, True)
+HEADER = ["run", "orders/s", "p50 ms", "p95 ms", "p99 ms", "server µs/order", "db µs/order"]
+HEADER += ["errors"]
+# Tables the runs write to: vacuumed before each phase, so neither starts on the other's
+# dead rows.
+WRITTEN = (
+    "catalog.products",
+    "orders.orders",
+    "orders.order_lines",
+    "orders.idempotency_keys",
+    "events.outbox",
+)
 
 
 @dataclass
 class W4Run:
     app: list[loadgen.WrkResult] = field(default_factory=list)
-    floor_tps: list[float] = field(default_factory=list)
+    open_loop: loadgen.OpenLoopResult | None = None
+    floor: list[w4_floor.FloorRun] = field(default_factory=list)
     oversold: int = -1
     ordered: int = 0
+    load_before: str = ""
+
+    def peak(self) -> float:
+        return statistics.median(r.rps for r in self.app) if self.app else 0.0
+
+    def floor_by_clients(self) -> dict[int, float]:
+        """Median tps for each client count."""
+        counts = sorted({run.clients for run in self.floor})
+        return {
+            c: statistics.median(run.tps for run in self.floor if run.clients == c) for c in counts
+        }
+
+    def paired_ratios(self) -> list[float]:
+        """Each wrk repeat against the best floor of the repeat that followed it."""
+        per_repeat = len(w4_floor.CLIENTS)
+        ratios = []
+        for i, app in enumerate(self.app):
+            floors = self.floor[i * per_repeat : (i + 1) * per_repeat]
+            if floors:
+                ratios.append(app.rps / max(run.tps for run in floors))
+        return ratios
+
+    def best_floor(self) -> tuple[int, float]:
+        by_clients = self.floor_by_clients()
+        if not by_clients:
+            return 0, 0.0
+        clients = max(by_clients, key=lambda c: by_clients[c])
+        return clients, by_clients[clients]
 
 
 async def _prepare(url: str, env: dict[str, str], results: Path) -> list[str]:
     conn = await asyncpg.connect(url)
     try:
         ids = [
-            str(row["id"])
+            row["id"]
             for row in await conn.fetch(
                 "SELECT id FROM catalog.products WHERE deleted_at IS NULL AND is_active"
                 " ORDER BY id LIMIT $1",
@@ -99,27 +104,60 @@ async def _prepare(url: str, env: dict[str, str], results: Path) -> list[str]:
         ]
         await conn.execute(
             "UPDATE catalog.products SET inventory_count = $2 WHERE id = ANY($1::uuid[])",
-            [uuid.UUID(i) for i in ids],
+            ids,
             STOCK,
         )
-        await conn.execute("DROP TABLE IF EXISTS bench_w4_products")
-        await conn.execute(
-            "CREATE TABLE bench_w4_products AS SELECT row_number() OVER (ORDER BY id) AS n, id"
-            " FROM catalog.products WHERE id = ANY($1::uuid[])",
-            [uuid.UUID(i) for i in ids],
-        )
-        await conn.execute("CREATE UNIQUE INDEX ON bench_w4_products (n)")
+        await _settle_pending(conn)
+        # Numbered in id order: the floor's scripts lock products by ascending number.
+        await _lookup_table(conn, w4_floor.PRODUCTS_TABLE, ids)
     finally:
         await conn.close()
-    tokens = await _customers(url, env, results)
+    customers, tokens = await _customers(url, env, results)
+    conn = await asyncpg.connect(url)
+    try:
+        await _lookup_table(conn, w4_floor.CUSTOMERS_TABLE, customers)
+    finally:
+        await conn.close()
     (results / W4.app_data).write_text(
         "\n".join([*(f"T {t}" for t in tokens), *(f"P {i}" for i in ids)]) + "\n"
     )
-    (results / "w4_pgbench.sql").write_text(PGBENCH_SCRIPT.format(products=len(ids)))
-    return ids
+    w4_floor.write_scripts(results, products=len(ids), customers=len(customers))
+    return [str(i) for i in ids]
 
 
-async def _customers(url: str, env: dict[str, str], results: Path) -> list[str]:
+async def _lookup_table(conn: asyncpg.Connection, table: str, ids: list[uuid.UUID]) -> None:
+    await conn.execute(f"DROP TABLE IF EXISTS {table}")
+    await conn.execute(
+        f"CREATE TABLE {table} AS SELECT row_number() OVER (ORDER BY id) AS n, id"
+        " FROM unnest($1::uuid[]) AS t(id)",
+        ids,
+    )
+    await conn.execute(f"CREATE UNIQUE INDEX ON {table} (n)")
+    await conn.execute(f"ANALYZE {table}")
+
+
+async def _settle_pending(conn: asyncpg.Connection) -> None:
+    """Close earlier runs' orders without touching stock: left pending, the app's expiry job
+    would give their stock back during a later run, and the checker would see an oversell."""
+    await conn.execute(
+        "UPDATE orders.orders SET status = 'cancelled', cancel_reason = 'bench',"
+        " reservation_expires_at = NULL WHERE status = 'pending_payment' AND customer_id IN"
+        " (SELECT id FROM identity.users WHERE password_hash = 'x')"
+    )
+
+
+async def _vacuum(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"VACUUM (ANALYZE) {', '.join(WRITTEN)}")
+    finally:
+        await conn.close()
+
+
+async def _customers(
+    url: str, env: dict[str, str], results: Path
+) -> tuple[list[uuid.UUID], list[str]]:
+    """New customers: (their ids, an access token each)."""
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         environment="production",
@@ -138,11 +176,13 @@ async def _customers(url: str, env: dict[str, str], results: Path) -> list[str]:
             mailer=FileMailer(results / "mail"),
             throttle=FailureThrottle(RateLimiter.create(None)),
         )
+        created: list[uuid.UUID] = []
         tokens = []
         async with db.transaction() as conn:
             await ensure_signing_key(conn, runtime.ring)
             for n in range(CUSTOMERS):
                 user_id = uuid.uuid4()
+                created.append(user_id)
                 email = f"w4-{user_id.hex[:12]}-{n}@bench.example"
                 await conn.execute(
                     "INSERT INTO identity.users (id, email_index, email, first_name, last_name,"
@@ -155,22 +195,19 @@ async def _customers(url: str, env: dict[str, str], results: Path) -> list[str]:
                     "INSERT INTO identity.user_roles (user_id, role) VALUES ($1, 'customer')",
                     user_id,
                 )
-        for row_id in await db.reader.fetch(
-            "SELECT id FROM identity.users WHERE password_hash = 'x' ORDER BY created_at DESC"
-            " LIMIT $1",
-            CUSTOMERS,
-        ):
-            tokens.append((await runtime.tokens.issue(row_id["id"], session_version=1)).token)
-        return tokens
+        for user_id in created:
+            tokens.append((await runtime.tokens.issue(user_id, session_version=1)).token)
+        return created, tokens
     finally:
         await db.close()
 
 
 ORDERED = (
-    "SELECT p.id, p.inventory_count,"
-    " coalesce((SELECT sum(l.quantity) FROM orders.order_lines l"
-    "   WHERE l.product_id = p.id), 0) AS ordered"
-    " FROM catalog.products p WHERE p.id = ANY($1::uuid[])"
+    "SELECT p.id, p.inventory_count, coalesce(o.units, 0) AS ordered"
+    " FROM catalog.products p LEFT JOIN (SELECT product_id, sum(quantity) AS units"
+    "   FROM orders.order_lines WHERE product_id = ANY($1::uuid[]) GROUP BY product_id) o"
+    "   ON o.product_id = p.id"
+    " WHERE p.id = ANY($1::uuid[])"
 )
 
 
@@ -184,38 +221,28 @@ async def _ordered_units(url: str, ids: list[str]) -> dict[str, tuple[int, int]]
     return {str(r["id"]): (r["inventory_count"], r["ordered"]) for r in rows}
 
 
-def _oversold(
-    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
-) -> tuple[int, int]:
-    """(products whose stock fell by other than the units ordered, units ordered)."""
-    oversold, ordered = 0, 0
-    for product, (stock, units) in after.items():
-        taken, newly_ordered = before[product][0] - stock, units - before[product][1]
-        ordered += newly_ordered
-        if stock < 0 or taken != newly_ordered:
-            oversold += 1
-    return oversold, ordered
+class OversellCheck:
+    """Around each app phase: every product's stock must fall by exactly the units its new
+    order lines hold, and never below zero. (The floor's phases in between are left out.)"""
 
+    def __init__(self, url: str, ids: list[str]) -> None:
+        self.url = url
+        self.ids = ids
+        self.oversold: set[str] = set()
+        self.ordered = 0
+        self._before: dict[str, tuple[int, int]] = {}
 
-def _pgbench(url: str, script: Path, seconds: float, cpus: str | None) -> float:
-    command = [
-        "pgbench",
-        "-n",
-        "-c",
-        str(loadgen.CONNECTIONS),
-        "-j",
-        "2",
-        "-T",
-        str(round(seconds)),
-    ]
-    command = loadgen._pin([*command, "-f", str(script), url], cpus)
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + 60, check=False
-    )
-    match = re.search(r"tps = ([0-9.]+)", done.stdout)
-    if done.returncode != 0 or match is None:
-        raise RuntimeError(f"pgbench failed: {done.stdout}\n{done.stderr}")
-    return float(match.group(1))
+    def __enter__(self) -> None:
+        self._before = asyncio.run(_ordered_units(self.url, self.ids))
+
+    def __exit__(self, *exc: object) -> None:
+        after = asyncio.run(_ordered_units(self.url, self.ids))
+        for product, (stock, units) in after.items():
+            taken = self._before[product][0] - stock
+            newly_ordered = units - self._before[product][1]
+            self.ordered += newly_ordered
+            if stock < 0 or taken != newly_ordered:
+                self.oversold.add(product)
 
 
 def run_w4(
@@ -227,26 +254,56 @@ def run_w4(
     wrk: Callable[[Server, Workload, float], loadgen.WrkResult],
     seconds: float,
     repeats: int,
+    open_loop_seconds: float,
     cpus: str | None,
 ) -> W4Run:
+    """App and floor alternate, repeat by repeat, so that both see the same machine: it is
+    shared, and its load drifts from minute to minute."""
+    run = W4Run(load_before=report.load_average())
     ids = asyncio.run(_prepare(url, env, results))
-    before = asyncio.run(_ordered_units(url, ids))
-    run = W4Run()
+    check = OversellCheck(url, ids)
     wrk(app, W4, 1.0)  # warm-up
     for _ in range(repeats):
-        result = wrk(app, W4, seconds)
+        asyncio.run(_vacuum(url))
+        with check:
+            result = wrk(app, W4, seconds)
         run.app.append(result)
         print(
             f"  W4   app       {result.rps:9,.0f} orders/s  p95 {result.p95_ms:7.1f} ms  "
-            f"server {result.server_us_per_request:6,.0f} µs/order  errors {result.errors}"
+            f"server {result.server_us_per_request:6,.0f} µs/order  "
+            f"db {result.db_us_per_request:6,.0f} µs/order  errors {result.errors}"
         )
-    # Checked before pgbench runs: its statements take stock without real order lines.
-    run.oversold, run.ordered = _oversold(before, asyncio.run(_ordered_units(url, ids)))
-    for _ in range(repeats):
-        tps = _pgbench(url, results / "w4_pgbench.sql", seconds, cpus)
-        run.floor_tps.append(tps)
-        print(f"  W4   pgbench   {tps:9,.0f} tps (the floor)")
+        for clients in w4_floor.CLIENTS:
+            floor = w4_floor.run_pgbench(
+                url, w4_floor.scripts(results), clients=clients, seconds=seconds, cpus=cpus
+            )
+            run.floor.append(floor)
+            print(
+                f"  W4   pgbench   {floor.tps:9,.0f} tps with {clients:2} clients  latency "
+                f"{floor.latency_ms:5.1f} ms  db {floor.db_us_per_transaction:6,.0f} µs/txn  "
+                f"failed {floor.failed}"
+            )
+    rate = OPEN_LOOP_SHARE * run.peak()
+    asyncio.run(_vacuum(url))
+    with check:
+        run.open_loop = latency = loadgen.run_open_loop(
+            app, results / W4.app_data, rate=rate, seconds=open_loop_seconds, cpus=cpus, orders=True
+        )
+    print(
+        f"  W4   app       open loop at {rate:,.0f} orders/s: p50 {latency.p50_ms:.1f} "
+        f"p95 {latency.p95_ms:.1f} p99 {latency.p99_ms:.1f} ms, {latency.failed} failed"
+    )
+    run.oversold, run.ordered = len(check.oversold), check.ordered
+    asyncio.run(_settle_pending_at(url))
     return run
+
+
+async def _settle_pending_at(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await _settle_pending(conn)
+    finally:
+        await conn.close()
 
 
 def w4_rows(run: W4Run) -> list[list[str]]:
@@ -254,35 +311,72 @@ def w4_rows(run: W4Run) -> list[list[str]]:
         return statistics.median(values) if values else 0.0
 
     app = run.app
-    return [
+    rows = [
         [
-            "app (1 worker)",
-            f"{median([r.rps for r in app]):,.0f}",
+            "app, closed loop (wrk, 64 connections)",
+            f"{run.peak():,.0f}",
             f"{median([r.p50_ms for r in app]):.1f}",
             f"{median([r.p95_ms for r in app]):.1f}",
             f"{median([r.p99_ms for r in app]):.1f}",
             f"{median([r.server_us_per_request for r in app]):,.0f}",
+            f"{median([r.db_us_per_request for r in app]):,.0f}",
             str(sum(r.errors for r in app)),
-        ],
-        ["pgbench floor", f"{median(run.floor_tps):,.0f}", "", "", "", "", ""],
+        ]
     ]
+    if run.open_loop is not None:
+        latency = run.open_loop
+        rows.append(
+            [
+                f"app, open loop at {latency.rate:,.0f}/s ({OPEN_LOOP_SHARE:.0%} of peak)",
+                f"{latency.ok / max(latency.duration_s, 1e-9):,.0f}",
+                f"{latency.p50_ms:.1f}",
+                f"**{latency.p95_ms:.1f}**",
+                f"{latency.p99_ms:.1f}",
+                "",
+                "",
+                str(latency.failed),
+            ]
+        )
+    best, _ = run.best_floor()
+    for clients, tps in run.floor_by_clients().items():
+        runs = [r for r in run.floor if r.clients == clients]
+        label = f"pgbench floor, {clients} clients" + (" (best)" if clients == best else "")
+        db_us = median([r.db_us_per_transaction for r in runs])
+        latency = f"avg {median([r.latency_ms for r in runs]):.1f}"
+        failed = str(sum(r.failed for r in runs))
+        rows.append([label, f"{tps:,.0f}", latency, "", "", "", f"{db_us:,.0f}", failed])
+    return rows
 
 
 def w4_section(run: W4Run, table: Callable[[list[str], list[list[str]]], Any]) -> list[str]:
-    app = statistics.median(r.rps for r in run.app) if run.app else 0.0
-    floor = statistics.median(run.floor_tps) if run.floor_tps else 0.0
-    p95 = statistics.median(r.p95_ms for r in run.app) if run.app else 0.0
+    peak = run.peak()
+    clients, floor = run.best_floor()
+    ratio = peak / floor if floor else 0.0
+    p95 = run.open_loop.p95_ms if run.open_loop else 0.0
+    rate = run.open_loop.rate if run.open_loop else 0.0
+    generator = run.open_loop.generator_cpu_share if run.open_loop else 0.0
+    lag = run.open_loop.send_lag_p99_ms if run.open_loop else 0.0
     return [
         "## W4 place order",
         "",
         table(HEADER, w4_rows(run)),
         "",
-        f"- **{app / floor if floor else 0:.2f} x the pgbench floor** (target >= 0.5); "
-        f"**p95 {p95:.1f} ms** (target <= 50 ms) with 64 connections, closed loop; "
+        f"- **{ratio:.2f} x the pgbench floor** (target >= 0.5; floor = best of "
+        f"{', '.join(str(c) for c in w4_floor.CLIENTS)} clients: {floor:,.0f} tps at {clients}); "
+        f"**open-loop p95 {p95:.1f} ms at {rate:,.0f} orders/s** (target <= 50 ms); "
         f"**oversell: {run.oversold}** products whose stock differs from the units ordered "
         f"({run.ordered:,} units ordered in all).",
+        "- Repeat by repeat (each wrk run against the best floor run right after it): "
+        + " / ".join(f"{r:.2f}" for r in run.paired_ratios())
+        + " x the floor.",
         "- `bench/w4.py`: 1,000 products with stock no run exhausts, 50 customers with access "
-        "tokens; `bench/wrk/w4_order.lua` posts 1-3 random products with a fresh "
-        "Idempotency-Key; the floor runs the same statements from `results/w4_pgbench.sql` "
-        "(pgbench -c 64 -j 2).",
+        "tokens; `bench/wrk/w4_order.lua` (peak) and `bench/openloop.py --orders-file` "
+        "(latency from the intended send time) post 1-3 random products with a fresh "
+        "Idempotency-Key; the floor runs the app's transaction from "
+        "`results/w4_pgbench_{1,2,3}.sql` (bench/w4_floor.py; pgbench -M prepared, -j 2).",
+        f"- Load average when W4 started: {run.load_before} (the machine is shared; compare "
+        "the paired ratios, and re-run when the load moved).",
+        "- App on core 0, generators and pgbench on core 1, PostgreSQL unpinned; the open-loop "
+        f"generator used {generator:.0%} of its core and sent its requests at most {lag:.1f} ms "
+        "late (p99), a lateness counted in the latencies.",
     ]

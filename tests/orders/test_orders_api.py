@@ -64,8 +64,17 @@ async def test_an_order_reserves_stock_and_freezes_prices(
     )
     read = await client.get(f"{API}/orders/{order['id']}", headers=customer.headers)
     assert read.json()["data"]["lines"][0]["unit_price"] == "12.50"
-    events = await conn.fetch("SELECT type FROM events.outbox WHERE aggregate_id = $1", order["id"])
-    assert [e["type"] for e in events] == ["order.created"]
+    # The answer was built from the lines as sent to the database; they read back the same.
+    assert read.json()["data"]["lines"] == order["lines"]
+    # The stock's events (in lock order) and then the order's, from the one transaction.
+    events = await conn.fetch(
+        "SELECT type, aggregate_id FROM events.outbox"
+        " WHERE type IN ('inventory.changed', 'order.created') ORDER BY seq"
+    )
+    assert [(e["type"], e["aggregate_id"]) for e in events] == [
+        *(("inventory.changed", p) for p in sorted([mug["id"], pen["id"]], key=uuid.UUID)),
+        ("order.created", order["id"]),
+    ]
 
 
 async def test_an_order_is_all_or_nothing(

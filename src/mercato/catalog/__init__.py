@@ -13,9 +13,9 @@ from mercato.catalog.events import (
 from mercato.catalog.repository import PRODUCT_COLUMNS, list_categories, product_payload_sql
 from mercato.catalog.schemas import CategoryCreate, ProductCreate
 from mercato.catalog.service import create_category
-from mercato.catalog.stock import ReservedProduct, StockLine
+from mercato.catalog.stock import ReservedProduct, StockLine, TakenStock
 from mercato.catalog.stock import release as release_stock
-from mercato.catalog.stock import reserve as reserve_stock
+from mercato.catalog.stock import take as take_stock
 
 __all__ = [
     "EVENT_PAYLOADS",
@@ -29,10 +29,11 @@ __all__ = [
     "ProductUnavailable",
     "ReservedProduct",
     "StockLine",
+    "TakenStock",
     "create_category",
     "list_categories",
     "product_event",
     "product_payload_sql",
     "release_stock",
-    "reserve_stock",
+    "take_stock",
 ]

@@ -20,7 +20,7 @@ from typing import NoReturn
 from mercato.catalog import events
 from mercato.catalog.errors import OutOfStock, ProductUnavailable
 from mercato.core.database import Executor
-from mercato.events import record_events
+from mercato.events import EventDraft, record_events
 
 RESERVE = (
     "UPDATE catalog.products SET inventory_count = inventory_count - $2,"
@@ -60,8 +60,23 @@ def merged(lines: Iterable[StockLine]) -> list[StockLine]:
     return [StockLine(product_id, totals[product_id]) for product_id in sorted(totals)]
 
 
+@dataclass(frozen=True, slots=True)
+class TakenStock:
+    reserved: list[ReservedProduct]
+    # inventory.changed, one per product: the caller records them in the same transaction.
+    events: list[EventDraft]
+
+
 async def reserve(conn: Executor, lines: Iterable[StockLine]) -> list[ReservedProduct]:
     """Take stock for every line or raise (the caller's transaction then undoes it all)."""
+    taken = await take(conn, lines)
+    await record_events(conn, taken.events)
+    return taken.reserved
+
+
+async def take(conn: Executor, lines: Iterable[StockLine]) -> TakenStock:
+    """`reserve`, leaving its events to the caller: an order records them with its own in
+    one outbox insert (one round trip less per order)."""
     reserved: list[ReservedProduct] = []
     drafts = []
     for line in merged(lines):
@@ -81,8 +96,7 @@ async def reserve(conn: Executor, lines: Iterable[StockLine]) -> list[ReservedPr
         drafts.append(
             events.inventory_changed(row, previous_count=row["inventory_count"] + line.quantity)
         )
-    await record_events(conn, drafts)
-    return reserved
+    return TakenStock(reserved, drafts)
 
 
 async def _refuse(conn: Executor, line: StockLine) -> NoReturn:

@@ -137,6 +137,19 @@ async def oldest_position(db: Executor) -> int | None:
     return position
 
 
+async def oldest_retained(db: Executor) -> int:
+    """The first position still in the log, or the next to be assigned when it is empty.
+
+    One statement, so one snapshot: read in two, a relay batch committing in between made
+    an empty log look like one whose first 30 events were pruned (the stream then refused
+    `after: 0` with 4010)."""
+    position: int = await db.fetchval(
+        "SELECT coalesce((SELECT min(position) FROM events.event_log),"
+        " (SELECT last_position + 1 FROM events.relay_state WHERE id = 1))"
+    )
+    return position
+
+
 async def claim_for_consumer(db: Executor, consumer: str, event_id: Any) -> bool:
     """Record that `consumer` handles this event; False if it already has (a redelivery)."""
     status = await db.execute(

@@ -40,5 +40,4 @@ async def last_position(db: Executor) -> int:
 
 async def oldest_retained_position(db: Executor) -> int:
     """The first position still in the log (1 until retention prunes anything)."""
-    oldest = await repository.oldest_position(db)
-    return oldest if oldest is not None else await last_position(db) + 1
+    return await repository.oldest_retained(db)

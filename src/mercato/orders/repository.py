@@ -16,14 +16,24 @@ LINE_COLUMNS = "order_id, line_no, product_id, sku, name, unit_price, quantity, 
 IDEMPOTENCY_TABLE = "orders.idempotency_keys"
 
 
-async def insert_order(conn: Executor, fields: dict[str, Any], *, holds_for: timedelta) -> Any:
+async def insert_order(
+    conn: Executor, fields: dict[str, Any], lines: list[dict[str, Any]], *, holds_for: timedelta
+) -> Any:
+    """The order and its lines, in one statement (one round trip). The lines are stored as
+    given, so only the order's row comes back."""
     return await conn.fetchrow(
         # clock_timestamp(), not now(): orders placed in one transaction (a batch import,
         # a test) still get distinct, ordered times for the newest-first lists.
-        "INSERT INTO orders.orders (id, customer_id, status, currency, total, item_count,"
-        " reservation_expires_at, created_at, updated_at) VALUES ($7, $1, $2, $3, $4, $5,"
-        " clock_timestamp() + $6::interval, clock_timestamp(), clock_timestamp())"
-        f" RETURNING {ORDER_COLUMNS}",
+        "WITH placed AS (INSERT INTO orders.orders (id, customer_id, status, currency, total,"
+        " item_count, reservation_expires_at, created_at, updated_at) VALUES ($7, $1, $2, $3,"
+        " $4, $5, clock_timestamp() + $6::interval, clock_timestamp(), clock_timestamp())"
+        f" RETURNING {ORDER_COLUMNS}),"
+        # A data-modifying WITH runs whether or not it is read; the lines' foreign key is
+        # checked at the end of the statement, when the order exists.
+        f" lines AS (INSERT INTO orders.order_lines ({LINE_COLUMNS})"
+        " SELECT $7, n, p, s, nm, u, q, t FROM unnest($8::smallint[], $9::uuid[], $10::text[],"
+        " $11::text[], $12::numeric[], $13::int[], $14::numeric[]) AS l(n, p, s, nm, u, q, t))"
+        f" SELECT {ORDER_COLUMNS} FROM placed",
         fields["customer_id"],
         fields["status"],
         fields["currency"],
@@ -31,17 +41,6 @@ async def insert_order(conn: Executor, fields: dict[str, Any], *, holds_for: tim
         fields["item_count"],
         holds_for,
         fields["id"],
-    )
-
-
-async def insert_lines(conn: Executor, order_id: uuid.UUID, lines: list[dict[str, Any]]) -> Any:
-    return await conn.fetch(
-        "INSERT INTO orders.order_lines (order_id, line_no, product_id, sku, name, unit_price,"
-        " quantity, line_total)"
-        " SELECT $1, n, p, s, nm, u, q, t FROM unnest($2::smallint[], $3::uuid[], $4::text[],"
-        " $5::text[], $6::numeric[], $7::int[], $8::numeric[]) AS l(n, p, s, nm, u, q, t)"
-        f" RETURNING {LINE_COLUMNS}",
-        order_id,
         [line["line_no"] for line in lines],
         [line["product_id"] for line in lines],
         [line["sku"] for line in lines],

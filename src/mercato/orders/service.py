@@ -85,7 +85,8 @@ async def place_order(
     """Take the order's stock from `hold` (every line or none), freeze the prices, and open
     the order."""
     wanted = _merged_in_request_order(lines)
-    reserved = {r.product_id: r for r in await hold.take(conn)}
+    taken = await hold.take(conn)
+    reserved = {r.product_id: r for r in taken.reserved}
     currencies = {r.currency for r in reserved.values()}
     if len(currencies) != 1:
         raise MixedCurrencies(
@@ -113,12 +114,13 @@ async def place_order(
             "total": sum((Decimal(line["line_total"]) for line in priced), Decimal("0.00")),
             "item_count": sum(line.quantity for line in wanted),
         },
+        priced,
         holds_for=holds_for,
     )
-    stored = await repository.insert_lines(conn, order["id"], priced)
     await hold.record(conn)
-    result = order_json(order, stored)
-    await record_events(conn, [events.order_event(events.ORDER_CREATED, result)])
+    result = order_json(order, priced)
+    # The stock's events and the order's, in one outbox insert.
+    await record_events(conn, [*taken.events, events.order_event(events.ORDER_CREATED, result)])
     return result
 
 

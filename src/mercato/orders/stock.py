@@ -26,7 +26,7 @@ from typing import Literal, Protocol
 
 import structlog
 
-from mercato.catalog import ReservedProduct, StockLine, reserve_stock
+from mercato.catalog import ReservedProduct, StockLine, TakenStock, take_stock
 from mercato.core.database import Database, Executor
 from mercato.orders import repository
 from mercato.orders.catalog_client import CatalogStockClient, ReservationLapsed
@@ -43,8 +43,9 @@ CallOutcome = Literal["done", "lapsed", "failed"]
 class Hold(Protocol):
     """One order's stock, inside the transaction that records the order."""
 
-    async def take(self, conn: Executor) -> list[ReservedProduct]:
-        """Before the order is written: its stock, priced (or the refusal, raised)."""
+    async def take(self, conn: Executor) -> TakenStock:
+        """Before the order is written: its stock, priced (or the refusal, raised), and the
+        events to record with the order's."""
         ...
 
     async def record(self, conn: Executor) -> None:
@@ -70,8 +71,8 @@ class _LocalHold:
     def __init__(self, lines: list[StockLine]) -> None:
         self._lines = lines
 
-    async def take(self, conn: Executor) -> list[ReservedProduct]:
-        return await reserve_stock(conn, self._lines)
+    async def take(self, conn: Executor) -> TakenStock:
+        return await take_stock(conn, self._lines)
 
     async def record(self, conn: Executor) -> None:
         return None
@@ -94,8 +95,8 @@ class _RemoteHold:
         self._reserved = reserved
         self.recorded = False
 
-    async def take(self, conn: Executor) -> list[ReservedProduct]:
-        return self._reserved
+    async def take(self, conn: Executor) -> TakenStock:
+        return TakenStock(self._reserved, [])  # the catalog recorded its own events
 
     async def record(self, conn: Executor) -> None:
         await repository.owe_confirmation(conn, self._order_id, after=CONFIRM_GRACE)
