@@ -105,7 +105,7 @@ event_log = Table(
             "LIMIT $n`, used by `GET /api/v1/events`, the stream hub's catch-up, stream "
             "replays from `after`, the relay's publishing, consumer groups, the webhook "
             "delivery job (from each subscription's cursor) and webhook replays; "
-            "`oldest_position` (`min(position)`: the 4010 check, the bounds of a webhook "
+            "`oldest_retained` (`min(position)`: the 4010 check, the bounds of a webhook "
             "replay from a position)"
         ),
     ),

@@ -132,11 +132,6 @@ async def read_log(
     )
 
 
-async def oldest_position(db: Executor) -> int | None:
-    position: int | None = await db.fetchval("SELECT min(position) FROM events.event_log")
-    return position
-
-
 async def oldest_retained(db: Executor) -> int:
     """The first position still in the log, or the next to be assigned when it is empty.
 
