@@ -78,10 +78,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--s1-subscribers", type=int, nargs="+", default=[100, 1_000], help="S1 counts."
     )
-    parser.add_argument("--s1-workers", type=int, choices=(1, 2), default=1, help="S1 workers.")
+    parser.add_argument(
+        "--s1-workers", type=int, choices=(1, 2), default=2, help="S1 app workers (2)."
+    )
     parser.add_argument("--s1-clients", type=int, default=2, help="S1 subscriber processes (2).")
     parser.add_argument(
-        "--s1-batch", action="store_true", help='S1 subscribers ask for "batch": true.'
+        "--s1-batch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help='S1 subscribers ask for "batch": true (default; --no-s1-batch for one frame each).',
     )
     parser.add_argument("--s1-port", type=int, default=8103, help="S1 app port (8103).")
     parser.add_argument(
