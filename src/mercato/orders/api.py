@@ -159,7 +159,9 @@ async def list_orders(request: Request, params: Annotated[OrderListQuery, Query(
 
 
 def register_routes(app: FastAPI, *, prefix: str) -> None:
-    add = route_adder(app, prefix=prefix, tag="orders", errors=(400, 401, 403, 404, 409, 422, 429))
+    add = route_adder(
+        app, prefix=prefix, tag="orders", errors=(400, 401, 403, 404, 409, 422, 429, 503)
+    )
 
     add(
         "/orders",
