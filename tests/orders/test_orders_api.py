@@ -77,6 +77,34 @@ async def test_an_order_reserves_stock_and_freezes_prices(
     ]
 
 
+async def test_a_free_order_is_paid_at_once_and_never_expires(
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    customer: TestUser,
+    conn: asyncpg.Connection,
+    db: SingleConnectionDatabase,
+) -> None:
+    sample = await create_product(client, admin, price="0.00", inventory_count=4)
+    response = await place(client, customer, lines((sample, 2)))
+    assert response.status_code == 201, response.text
+    order = response.json()["data"]
+    assert (order["status"], order["total"]) == ("paid", "0.00")
+    assert order["reservation_expires_at"] is None
+    assert await stock_of(conn, sample) == 2  # sold, not held
+    await conn.execute("UPDATE orders.orders SET created_at = created_at - interval '1 day'")
+    assert await expire_due_orders(db) == 0  # type: ignore[arg-type]
+    kinds = await conn.fetch(
+        "SELECT type FROM events.outbox WHERE aggregate_id = $1 ORDER BY seq", order["id"]
+    )
+    assert [k["type"] for k in kinds] == ["order.created", "order.paid"]
+    pay = await client.post(
+        f"{API}/orders/{order['id']}/payments",
+        json={"payment_method": "pm_card_visa"},
+        headers=keyed(customer.headers),
+    )
+    assert pay.status_code == 409, pay.text
+
+
 async def test_an_order_is_all_or_nothing(
     client: httpx.AsyncClient, admin: dict[str, str], customer: TestUser, conn: asyncpg.Connection
 ) -> None:

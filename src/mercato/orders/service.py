@@ -121,6 +121,10 @@ async def place_order(
     result = order_json(order, priced)
     # The stock's events and the order's, in one outbox insert.
     await record_events(conn, [*taken.events, events.order_event(events.ORDER_CREATED, result)])
+    if order["total"] == 0:
+        # Nothing to pay (free items): no provider can take a payment of zero, so the order
+        # is paid now, in the same transaction, and never waits to expire.
+        return await change_status(conn, None, order_id, Action.PAY, reason=None)
     return result
 
 
