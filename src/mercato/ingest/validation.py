@@ -85,10 +85,12 @@ def stage_record(
 ) -> tuple[tuple[Any, ...] | None, list[Reject]]:
     """Validate mapped values; a staged-row record (STAGED_COLUMNS order) or rejects."""
     key = values.get("sku")
-    source_key = str(key) if isinstance(key, (int, str)) and not isinstance(key, bool) else key
-    candidate = {**values, "sku": f"{spec.sku_prefix}{source_key}" if source_key else None}
-    if candidate["sku"] is None:
-        candidate.pop("sku")
+    source_key = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
+    candidate = dict(values)
+    if isinstance(source_key, str) and source_key:
+        candidate["sku"] = f"{spec.sku_prefix}{source_key}"
+    # Any other JSON type (true, 12.5, an object) stays as it came for the model to refuse:
+    # copied into the staged key (text), it would crash the job instead of rejecting the row.
     try:
         product = ImportedProduct.model_validate(candidate)
     except ValidationError as error:
