@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mercato.core.database import Database
-from tests.ingest.conftest import Importer, products, rejects
+from tests.ingest.conftest import Importer, products, rejects, write_csv
 
 
 async def test_a_key_that_is_not_text_or_a_whole_number_is_rejected(
@@ -27,3 +27,27 @@ async def test_a_key_that_is_not_text_or_a_whole_number_is_rejected(
         (3, "sku", "string_type"),
     ]
     assert sorted(await products(ingest_db)) == ["7"]
+
+
+async def test_a_new_row_sharing_a_barcode_with_a_matched_row_joins_its_product(
+    run_import: Importer, ingest_db: Database, tmp_path: Path
+) -> None:
+    first = write_csv(tmp_path / "a.csv", "sku,name,price,brand,mpn", ["1,Toaster,1.00,Bosch,X1"])
+    await run_import("supplier", first)
+    # Row 2 is matched to the toaster by brand + MPN and brings its barcode; row 1 has only
+    # the barcode: both describe the toaster, and nothing new is created.
+    second = write_csv(
+        tmp_path / "b.csv",
+        "sku,name,price,brand,mpn,gtin",
+        ["2,Barcode only,2.00,,,4006381333931", "3,Matched,3.00,Bosch,X1,04006381333931"],
+    )
+    job = await run_import("content", second)
+    assert (job["planned_creates"], job["planned_updates"]) == (0, 1)
+    (toaster,) = (await products(ingest_db)).values()
+    assert (toaster["name"], toaster["gtin"]) == ("Matched", "04006381333931")
+    keys = await ingest_db.reader.fetch(
+        "SELECT source_key FROM ingest.source_records WHERE source = 'content' "
+        "AND product_id = $1 ORDER BY source_key",
+        toaster["id"],
+    )
+    assert [k["source_key"] for k in keys] == ["2", "3"]
