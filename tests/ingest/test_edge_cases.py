@@ -51,3 +51,22 @@ async def test_a_new_row_sharing_a_barcode_with_a_matched_row_joins_its_product(
         toaster["id"],
     )
     assert [k["source_key"] for k in keys] == ["2", "3"]
+
+
+async def test_an_attribute_of_the_wrong_type_is_one_reject_naming_the_attribute(
+    run_import: Importer, ingest_db: Database, tmp_path: Path
+) -> None:
+    feed = tmp_path / "feed.json"
+    feed.write_text(
+        '[{"sku": "1", "name": "A", "price": 1, "spec": {"nested": true}},'
+        ' {"sku": "2", "name": "B", "price": 1, "spec": ["a", "list"]},'
+        ' {"sku": "3", "name": "C", "price": 1, "spec": "' + "x" * 501 + '"},'
+        ' {"sku": "4", "name": "D", "price": 1, "spec": 2.5}]'
+    )
+    job = await run_import("shop", feed, '[attributes]\nspec = "spec"\n')
+    assert [(row, field, rule) for row, field, rule, _ in await rejects(ingest_db, job["id"])] == [
+        (1, "attributes.spec", "attribute_type"),
+        (2, "attributes.spec", "attribute_type"),
+        (3, "attributes.spec", "string_too_long"),
+    ]
+    assert sorted(await products(ingest_db)) == ["4"]
