@@ -14,7 +14,7 @@ Create Date: 2026-11-27
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -23,6 +23,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def _drop_if_invalid(name: str) -> None:
+    if context.is_offline_mode():  # a script is being written: no database to look at
+        return
     invalid = (
         op.get_bind()
         .execute(
