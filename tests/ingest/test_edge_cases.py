@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mercato.core.database import Database
+from mercato.ingest import service
 from tests.ingest.conftest import Importer, products, rejects, write_csv
 
 
@@ -70,3 +73,20 @@ async def test_an_attribute_of_the_wrong_type_is_one_reject_naming_the_attribute
         (3, "attributes.spec", "string_too_long"),
     ]
     assert sorted(await products(ingest_db)) == ["4"]
+
+
+async def test_an_unforeseen_error_while_staging_fails_the_job_instead_of_leaving_it_running(
+    run_import: Importer, ingest_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A job left "running" is resumed by every pass of the runner, fails the same way each
+    # time, and holds up every job queued after it. Staging has not touched the catalog, so
+    # the job fails as a broken file does. (A row the code cannot handle stands in here for
+    # bugs such as the ones above.)
+    def broken(*args: object) -> object:
+        raise RuntimeError("a row the code cannot handle")
+
+    monkeypatch.setattr(service, "stage_record", broken)
+    feed = write_csv(tmp_path / "feed.csv", "sku,name,price", ["1,A,1.00"])
+    job = await run_import("shop", feed)
+    assert (job["status"], job["error_code"]) == ("failed", "IMPORT_STAGING_FAILED")
+    assert await products(ingest_db) == {}
