@@ -78,3 +78,31 @@ async def test_the_app_refuses_to_start_on_an_unmigrated_database(fresh_db_url: 
     with pytest.raises(SchemaOutOfDate, match="run `mercato migrate`"):
         async with LifespanManager(app):
             pass
+
+
+async def test_a_match_index_left_invalid_by_a_failed_concurrent_build_is_rebuilt(
+    fresh_db_url: str,
+) -> None:
+    # A CREATE INDEX CONCURRENTLY that fails leaves an INVALID index behind; IF NOT EXISTS
+    # alone would keep it, and the planner never uses it.
+    await asyncio.to_thread(downgrade, fresh_db_url, "0008")
+    conn = await asyncpg.connect(fresh_db_url)
+    try:
+        await conn.execute(
+            "CREATE INDEX ix_products_gtin14 ON catalog.products (lpad(gtin, 14, '0'))"
+        )
+        await conn.execute(
+            "UPDATE pg_index SET indisvalid = false "
+            "WHERE indexrelid = 'catalog.ix_products_gtin14'::regclass"
+        )
+        await asyncio.to_thread(upgrade, fresh_db_url)
+        valid = await conn.fetchval(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'catalog.ix_products_gtin14'::regclass"
+        )
+        definition = await conn.fetchval(
+            "SELECT pg_get_indexdef('catalog.ix_products_gtin14'::regclass)"
+        )
+    finally:
+        await conn.close()
+    assert valid
+    assert "deleted_at IS NULL" in definition  # the index of the migration, not the leftover

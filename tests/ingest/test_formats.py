@@ -118,3 +118,26 @@ def test_the_format_comes_from_the_mapping_or_the_file_name() -> None:
     assert format_of("feed.dat", parse_mapping('format = "json"')) == "json"
     with pytest.raises(FileUnreadable, match="cannot tell the format"):
         format_of("feed.xlsx", MappingSpec())
+
+
+@pytest.mark.parametrize("chunk_edge", [0, 65_530])
+def test_a_json_integer_longer_than_python_converts_is_refused(
+    tmp_path: Path, chunk_edge: int
+) -> None:
+    # ijson's C backend crashes the process (SIGSEGV) on an integer of more than
+    # sys.get_int_max_str_digits() digits: the reader must refuse it before ijson sees it,
+    # wherever the digits fall across the reads.
+    feed = tmp_path / "feed.json"
+    padding = "x" * chunk_edge
+    feed.write_text(f'[{{"sku": "1", "pad": "{padding}", "n": {"9" * 5000}}}]')
+    with pytest.raises(FileUnreadable, match="digits"):
+        _rows(feed, "json")
+
+
+def test_the_guard_refuses_any_such_run_of_digits_and_nothing_shorter(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.json"
+    feed.write_text('[{"sku": "1", "code": "' + "7" * 5000 + '"}]')
+    with pytest.raises(FileUnreadable):  # the guard does not parse: a string's digits count
+        _rows(feed, "json")
+    feed.write_text('[{"sku": 12345678901234567890123, "price": 1.5}]')
+    assert _rows(feed, "json")[0][1]["sku"] == 12345678901234567890123  # type: ignore[index]

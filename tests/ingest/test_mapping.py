@@ -8,7 +8,14 @@ import pytest
 from pydantic import ValidationError
 
 from mercato.ingest.mapping import RowMapper, parse_mapping
-from mercato.ingest.transforms import TransformError, boolean, cents, decimal_comma, unit_converter
+from mercato.ingest.transforms import (
+    TransformError,
+    boolean,
+    cents,
+    decimal_comma,
+    integer,
+    unit_converter,
+)
 
 
 @pytest.mark.parametrize(
@@ -105,3 +112,26 @@ def test_empty_strings_count_as_missing() -> None:
     spec = parse_mapping('[fields]\nsku = "id"\nbrand = { column = "b", default = "Acme" }')
     values, _ = RowMapper(spec).map({"id": "1", "b": "   "})
     assert values == {"sku": "1", "brand": "Acme"}
+
+
+@pytest.mark.parametrize("value", ["1e30", "1e999999999", Decimal("-1E+25"), 2**70])
+def test_whole_numbers_beyond_64_bits_are_refused_without_being_built(value: object) -> None:
+    # int(Decimal("1e999999999")) would spend minutes building a billion-digit number.
+    with pytest.raises(TransformError, match="out of range"):
+        integer(value)
+
+
+def test_a_unit_conversion_beyond_decimal_precision_is_a_transform_error() -> None:
+    with pytest.raises(TransformError, match="out of range"):
+        unit_converter("g", "kg")("1e30")
+
+
+def test_json_numbers_too_large_for_an_attribute_are_row_errors() -> None:
+    spec = parse_mapping('[fields]\nsku = "id"\n[attributes]\na = "a"\nb = "b"\nc = "c"')
+    row = {"id": "1", "a": Decimal("1E+999999999"), "b": 2**70, "c": Decimal("2.5")}
+    values, errors = RowMapper(spec).map(row)
+    assert values == {"sku": "1", "attributes": {"c": 2.5}}
+    assert [(e.field, e.rule) for e in errors] == [
+        ("attributes.a", "number_out_of_range"),
+        ("attributes.b", "number_out_of_range"),
+    ]

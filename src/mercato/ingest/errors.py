@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 from mercato.core.errors import Conflict, NotFound, ValidationFailed
 
 
@@ -53,3 +55,19 @@ class ImportNotResumable(Conflict):
 class ImportBusy(Conflict):
     code = "IMPORT_BUSY"
     message = "Another import is running; this one is queued and starts when it ends."
+
+
+# SQLSTATE classes of failures that say nothing about the file: connection (08), rollback
+# (40, e.g. a deadlock), resources (53), operator intervention (57), system (58).
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+
+
+def is_transient(error: Exception) -> bool:
+    """Whether an error while staging would likely not recur on a resume. Any other error
+    (raised on the file's contents) would, at every pass of the runner, holding up every job
+    queued behind this one; as staging has not touched the catalog, it fails the job."""
+    if isinstance(error, OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError):
+        return True
+    if isinstance(error, asyncpg.PostgresError):
+        return str(error.sqlstate)[:2] in TRANSIENT_SQLSTATE_CLASSES
+    return False

@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -112,6 +113,33 @@ def _csv_rows(raw: BinaryIO, spec: MappingSpec) -> Iterator[Row]:
         ) from None
 
 
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+
+
+class _LongNumberGuard:
+    """A JSON file as ijson reads it, refusing a run of digits longer than Python converts
+    to an int (`sys.get_int_max_str_digits()`): on such an integer ijson's C backend crashes
+    the whole process (ijson 3.6.0, SIGSEGV), which would then crash again on every resume.
+    It does not parse: digits inside a string count too (no product value has thousands)."""
+
+    def __init__(self, raw: BinaryIO, limit: int) -> None:
+        self._raw = raw
+        self._too_long = b"0" * (limit + 1)
+        self._tail = b""  # the digits the last read ended with
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._raw.read(size)
+        window = self._tail + chunk
+        # Every digit as "0", then a plain substring search: several times faster than a regex.
+        if self._too_long in window.translate(_DIGITS_AS_ZERO):
+            raise FileUnreadable(
+                "IMPORT_FILE_MALFORMED",
+                f"a number of more than {sys.get_int_max_str_digits()} digits",
+            )
+        self._tail = window[len(window.rstrip(b"0123456789")) :]
+        return chunk
+
+
 def _json_rows(raw: BinaryIO, spec: MappingSpec) -> Iterator[Row]:
     start = 3 if raw.read(3) == codecs.BOM_UTF8 else 0
     raw.seek(start)
@@ -127,7 +155,9 @@ def _json_rows(raw: BinaryIO, spec: MappingSpec) -> Iterator[Row]:
             )
     row_number = 0
     try:
-        for item in ijson.items(raw, prefix):
+        limit = sys.get_int_max_str_digits()
+        source = _LongNumberGuard(raw, limit) if limit else raw
+        for item in ijson.items(source, prefix):
             row_number += 1
             yield row_number, _object_or_error(item)
     except (ijson.JSONError, UnicodeDecodeError) as error:

@@ -37,7 +37,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from mercato.ingest.transforms import TRANSFORMS, UNITS, TransformError, unit_converter
+from mercato.ingest.transforms import (
+    TRANSFORMS,
+    UNITS,
+    TransformError,
+    fits_int64,
+    unit_converter,
+)
 
 CanonicalField = Literal[
     "sku",
@@ -240,11 +246,19 @@ class RowMapper:
         attributes: dict[str, Any] = {}
         for field in self._attributes:
             value = self._value(field, row, errors)
-            if value is not None:
-                # JSON numbers: whole ones stay integers, others become floats.
-                if isinstance(value, Decimal):
-                    value = int(value) if value == value.to_integral_value() else float(value)
-                attributes[field.target] = value
+            if value is None:
+                continue
+            # JSON numbers: whole ones stay integers (64-bit, as JSON is written), others
+            # become floats.
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if isinstance(value, Decimal):
+                whole = value == value.to_integral_value()
+                value = value if whole else float(value)
+            if whole and not fits_int64(value):
+                message = "a whole number out of the 64-bit range"
+                errors.append(RowError(field.label, "number_out_of_range", str(value), message))
+                continue
+            attributes[field.target] = int(value) if whole else value
         if attributes:
             values["attributes"] = attributes
         return values, errors

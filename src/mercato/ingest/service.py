@@ -39,6 +39,7 @@ from mercato.ingest.errors import (
     ImportNotResumable,
     InvalidImportRequest,
     JobFailed,
+    is_transient,
 )
 from mercato.ingest.events import IMPORT_FAILED, IMPORT_PROGRESSED, IMPORT_SUCCEEDED, job_event
 from mercato.ingest.formats import format_of, read_rows
@@ -183,7 +184,18 @@ class ImportRun:
             for phase, step in phases.items():
                 if job["phase"] == phase:
                     started = time.monotonic()
-                    job = await step(conn, job, spec)
+                    try:
+                        job = await step(conn, job, spec)
+                    except JobFailed:
+                        raise
+                    except Exception as error:
+                        if phase != "staging" or is_transient(error) or conn.is_closed():
+                            raise  # the job stays running, and is resumed
+                        log.exception("import_staging_failed", job_id=str(job["id"]))
+                        raise JobFailed(
+                            "IMPORT_STAGING_FAILED",
+                            f"the file could not be staged ({type(error).__name__})",
+                        ) from error
                     log.info(
                         "import_phase_done",
                         job_id=str(job["id"]),

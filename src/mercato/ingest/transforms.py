@@ -54,14 +54,23 @@ def digits(value: Any) -> str:
     return "".join(ch for ch in _text(value) if ch.isascii() and ch.isdigit())
 
 
+# Whole numbers end up in int4 columns or in JSON that orjson writes as 64-bit integers.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def fits_int64(number: int | Decimal) -> bool:
+    """Compared before `int()` is called: int(Decimal("1e999999999")) takes minutes."""
+    return INT64_MIN <= number <= INT64_MAX
+
+
 def integer(value: Any) -> int:
     if isinstance(value, bool):
         raise TransformError("expected a whole number, got a boolean")
-    if isinstance(value, int):
-        return value
-    number = decimal(value)
-    if number != number.to_integral_value():
+    number: int | Decimal = value if isinstance(value, int) else decimal(value)
+    if isinstance(number, Decimal) and number != number.to_integral_value():
         raise TransformError(f"expected a whole number, got {value!r}")
+    if not fits_int64(number):
+        raise TransformError(f"a whole number out of range: {value!r}")
     return int(number)
 
 
@@ -150,6 +159,9 @@ def unit_converter(source_unit: str, target_unit: str) -> Callable[[Any], Decima
 
     def convert(value: Any) -> Decimal:
         # Six decimal places are more than any catalog shows, and keep results stable.
-        return (decimal(value) * factor).quantize(Decimal("0.000001")).normalize()
+        try:
+            return (decimal(value) * factor).quantize(Decimal("0.000001")).normalize()
+        except InvalidOperation:  # more digits than the decimal context holds
+            raise TransformError(f"a number out of range: {value!r}") from None
 
     return convert

@@ -5,7 +5,8 @@ One transaction over the job's staged rows, in this order:
 2. a row whose content hash equals what this source last applied: `unchanged`, no write;
 3. categories resolved (created if the mapping says so); unresolvable rows rejected;
 4. matching to existing products: by GTIN (in GTIN-14 form), then brand + MPN, then the
-   source's own key (`source_records`); a row matched to a deleted product is rejected;
+   source's own key (`source_records`), then a row sharing its GTIN or brand + MPN with a
+   row so matched (the same product); a row matched to a deleted product is rejected;
 5. rows that match nothing and whose SKU is taken are rejected (`sku_taken`); the others are
    grouped (same GTIN, or same brand + MPN, is one new product) and given new product ids;
 6. per product, the last row of the file carries its content (its `load_seq` is its row
@@ -26,6 +27,11 @@ from mercato.ingest.errors import TooManyCategories
 from mercato.ingest.mapping import MappingSpec
 
 GTIN14 = "lpad({0}, 14, '0')"
+# What makes rows of one feed the same product: the GTIN (GTIN-14 form), else brand + MPN.
+SAME_PRODUCT_KEY = (
+    f"coalesce('g' || {GTIN14.format('{0}gtin')}, CASE WHEN {{0}}brand IS NOT NULL AND "
+    "{0}mpn IS NOT NULL THEN 'm' || lower({0}brand) || chr(31) || {0}mpn END)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +193,21 @@ async def _match(conn: asyncpg.Connection, job_id: uuid.UUID, source: str) -> No
         job_id,
         source,
     )
+    # Within the file: a row that matched nothing but shares its key with a row matched to
+    # a live product is that product too (else it would be created beside it, a duplicate).
+    await conn.execute(
+        "UPDATE ingest.staged_rows s SET product_id = m.product_id FROM ("
+        f"  SELECT {SAME_PRODUCT_KEY.format('s2.')} AS same_key,"
+        "   min(s2.product_id::text)::uuid AS product_id"
+        "  FROM ingest.staged_rows s2 JOIN catalog.products p"
+        "   ON p.id = s2.product_id AND p.deleted_at IS NULL"
+        "  WHERE s2.job_id = $1 AND s2.outcome = 'staged' AND (s2.gtin IS NOT NULL"
+        "   OR (s2.brand IS NOT NULL AND s2.mpn IS NOT NULL))"
+        "  GROUP BY 1) m "
+        "WHERE s.job_id = $1 AND s.outcome = 'staged' AND s.product_id IS NULL"
+        f" AND {SAME_PRODUCT_KEY.format('s.')} = m.same_key",
+        job_id,
+    )
 
 
 async def _plan(conn: asyncpg.Connection, job_id: uuid.UUID) -> tuple[int, int]:
@@ -199,11 +220,8 @@ async def _plan(conn: asyncpg.Connection, job_id: uuid.UUID) -> tuple[int, int]:
     of unification."""
     counts = await conn.fetchrow(
         "WITH pending AS ("
-        "  SELECT row_number, product_id, product_id IS NULL AS is_new, coalesce("
-        f"   'g' || {GTIN14.format('gtin')},"
-        "    CASE WHEN brand IS NOT NULL AND mpn IS NOT NULL"
-        "     THEN 'm' || lower(brand) || chr(31) || mpn END,"
-        "    'r' || row_number) AS unify_key"
+        "  SELECT row_number, product_id, product_id IS NULL AS is_new,"
+        f"   coalesce({SAME_PRODUCT_KEY.format('')}, 'r' || row_number) AS unify_key"
         "  FROM ingest.staged_rows WHERE job_id = $1 AND outcome = 'staged'),"
         " shared_keys AS (SELECT unify_key, min(row_number) AS head FROM pending"
         "  WHERE is_new GROUP BY unify_key HAVING count(*) > 1),"

@@ -20,6 +20,7 @@ from mercato.catalog import ProductCreate
 from mercato.ingest.mapping import MappingSpec, RowError
 
 MAX_VALUE_IN_REJECT = 200
+ATTRIBUTE_TYPE_MESSAGE = "an attribute value is text, a number or true/false"
 
 
 class ImportedProduct(ProductCreate):
@@ -80,28 +81,46 @@ def _decimal_default(value: Any) -> str:
     raise TypeError
 
 
+def _row_errors(error: ValidationError) -> list[RowError]:
+    """The model's errors, one per field. An attribute value is tried against each type it
+    may have (text, true/false, integer, float), and a wrong one fails all four: it is one
+    reject for the attribute, the text rule's own when the value is text."""
+    errors: list[RowError] = []
+    attributes_seen: set[str] = set()
+    for e in error.errors(include_url=False):
+        loc, value = e["loc"], e.get("input")
+        if len(loc) == 3 and loc[0] == "attributes" and loc[2] != "[key]":
+            field = f"attributes.{loc[1]}"
+            if field in attributes_seen:
+                continue
+            attributes_seen.add(field)
+            if isinstance(value, str):  # the first error is then the text type's
+                errors.append(RowError(field, e["type"], value, e["msg"]))
+            else:
+                errors.append(RowError(field, "attribute_type", value, ATTRIBUTE_TYPE_MESSAGE))
+            continue
+        field = ".".join(str(part) for part in loc) or "row"
+        errors.append(
+            RowError(field, e["type"], value if e["type"] != "missing" else None, e["msg"])
+        )
+    return errors
+
+
 def stage_record(
     job_id: uuid.UUID, row_number: int, values: dict[str, Any], spec: MappingSpec
 ) -> tuple[tuple[Any, ...] | None, list[Reject]]:
     """Validate mapped values; a staged-row record (STAGED_COLUMNS order) or rejects."""
     key = values.get("sku")
-    source_key = str(key) if isinstance(key, (int, str)) and not isinstance(key, bool) else key
-    candidate = {**values, "sku": f"{spec.sku_prefix}{source_key}" if source_key else None}
-    if candidate["sku"] is None:
-        candidate.pop("sku")
+    source_key = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
+    candidate = dict(values)
+    if isinstance(source_key, str) and source_key:
+        candidate["sku"] = f"{spec.sku_prefix}{source_key}"
+    # Any other JSON type (true, 12.5, an object) stays as it came for the model to refuse:
+    # copied into the staged key (text), it would crash the job instead of rejecting the row.
     try:
         product = ImportedProduct.model_validate(candidate)
     except ValidationError as error:
-        errors = [
-            RowError(
-                ".".join(str(part) for part in e["loc"]) or "row",
-                e["type"],
-                e.get("input") if e["type"] != "missing" else None,
-                e["msg"],
-            )
-            for e in error.errors(include_url=False)
-        ]
-        return None, rejects_of(row_number, errors)
+        return None, rejects_of(row_number, _row_errors(error))
     provided = product.model_fields_set
     record = {
         "name": product.name,
