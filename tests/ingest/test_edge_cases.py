@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mercato.core.database import Database
-from mercato.ingest import service
+from mercato.ingest import staging
 from tests.ingest.conftest import Importer, products, rejects, write_csv
 
 
@@ -85,7 +85,7 @@ async def test_an_unforeseen_error_while_staging_fails_the_job_instead_of_leavin
     def broken(*args: object) -> object:
         raise RuntimeError("a row the code cannot handle")
 
-    monkeypatch.setattr(service, "stage_record", broken)
+    monkeypatch.setattr(staging, "stage_record", broken)
     feed = write_csv(tmp_path / "feed.csv", "sku,name,price", ["1,A,1.00"])
     job = await run_import("shop", feed)
     assert (job["status"], job["error_code"]) == ("failed", "IMPORT_STAGING_FAILED")

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import structlog
@@ -42,16 +40,15 @@ from mercato.ingest.errors import (
     is_transient,
 )
 from mercato.ingest.events import IMPORT_FAILED, IMPORT_PROGRESSED, IMPORT_SUCCEEDED, job_event
-from mercato.ingest.formats import format_of, read_rows
+from mercato.ingest.formats import format_of
 from mercato.ingest.load import load_batch
-from mercato.ingest.mapping import MappingSpec, RowError, RowMapper
+from mercato.ingest.mapping import MappingSpec
+from mercato.ingest.staging import FeedChunks
 from mercato.ingest.unify import unify
-from mercato.ingest.validation import Reject, rejects_of, stage_record
 
 log = structlog.get_logger("mercato.ingest")
 
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-STAGE_CHUNK = 5_000
 PROGRESS_EVERY_SECONDS = 1.0
 # One import at a time, across every process on this database.
 LOCK_KEY = 0x6D657263_696D7074  # "merc" "impt"
@@ -118,11 +115,6 @@ async def get_job(db: Executor, job_id: uuid.UUID) -> asyncpg.Record:
     if job is None:
         raise ImportNotFound()
     return job
-
-
-def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    while chunk := list(itertools.islice(rows, size)):
-        yield chunk
 
 
 class ImportRun:
@@ -231,44 +223,23 @@ class ImportRun:
                 batch_size=None,
                 loaded_batches=[],
             )
-        mapper = RowMapper(spec)
         job_id = job["id"]
-
-        def prepare(
-            chunk: list[tuple[int, dict[str, Any] | RowError]],
-        ) -> tuple[list[Any], list[Reject]]:
-            staged: list[Any] = []
-            rejected: list[Reject] = []
-            for row_number, row in chunk:
-                if isinstance(row, RowError):
-                    rejected += rejects_of(row_number, [row])
-                    continue
-                values, errors = mapper.map(row)
-                if errors:
-                    rejected += rejects_of(row_number, errors)
-                    continue
-                record, refused = stage_record(job_id, row_number, values, spec)
-                if record is None:
-                    rejected += refused
-                else:
-                    staged.append(record)
-            return staged, rejected
-
-        chunks = _chunks(read_rows(Path(job["file_path"]), job["format"], spec), STAGE_CHUNK)
+        chunks = FeedChunks(job_id, Path(job["file_path"]), job["format"], spec)
         # Parsing runs in a thread, one chunk ahead of the copy into PostgreSQL.
-        next_chunk = asyncio.create_task(asyncio.to_thread(_next_prepared, chunks, prepare))
+        next_chunk = asyncio.create_task(asyncio.to_thread(chunks.next))
         try:
-            while (prepared := await next_chunk) is not None:
-                size, staged, rejected = prepared
-                next_chunk = asyncio.create_task(asyncio.to_thread(_next_prepared, chunks, prepare))
+            while (chunk := await next_chunk) is not None:
+                next_chunk = asyncio.create_task(asyncio.to_thread(chunks.next))
                 async with conn.transaction():
-                    await repository.copy_staged(conn, staged)
-                    await repository.copy_rejects(conn, [r.as_record(job_id) for r in rejected])
+                    await repository.copy_staged(conn, chunk.staged)
+                    await repository.copy_rejects(
+                        conn, [r.as_record(job_id) for r in chunk.rejected]
+                    )
                     job = await repository.add_to_job(
                         conn,
                         job_id,
-                        rows_read=size,
-                        rows_rejected=len({r.row_number for r in rejected}),
+                        rows_read=chunk.rows,
+                        rows_rejected=len({r.row_number for r in chunk.rejected}),
                     )
                     await self._report(conn, job)
         except FileNotFoundError:
@@ -394,14 +365,3 @@ class ImportRun:
         was pointed at belongs to its owner."""
         if self._owned_files is not None and path.is_relative_to(self._owned_files):
             path.unlink(missing_ok=True)
-
-
-def _next_prepared(
-    chunks: Iterator[list[Any]],
-    prepare: Callable[[list[Any]], tuple[list[Any], list[Reject]]],
-) -> tuple[int, list[Any], list[Reject]] | None:
-    chunk = next(chunks, None)
-    if chunk is None:
-        return None
-    staged, rejected = prepare(chunk)
-    return len(chunk), staged, rejected
