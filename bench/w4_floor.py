@@ -7,21 +7,19 @@ prepares and caches every statement too):
 
   (before BEGIN) the principal read authentication does for every signed-in request
   BEGIN
-  pg_try_advisory_xact_lock on the idempotency key        core/idempotency.py replay
-  SELECT the stored answer under (owner, key)             core/idempotency.py stored_answer
-  one conditional UPDATE per product, ascending id        catalog/stock.py take
-  INSERT the order and its lines (one statement)          orders/repository.py insert_order
-  INSERT the inventory.changed and order.created events   events record_events (executemany)
-  INSERT ... ON CONFLICT the stored answer                core/idempotency.py remember
+  take the idempotency key and read its stored answer     core/idempotency.py replay
+  lock the products in id order and take their stock      catalog/stock.py TAKE
+  the order, its lines, its events and the stored answer  core/database.py WriteBatch
+    (one statement of four data-modifying WITH members)   (orders, events, idempotency)
   COMMIT
 
 The statements are the app's text, except where pgbench has to get its values some other
 way: product and customer ids come from two lookup tables by number (an index probe inside
-the same statement), values the app computes in Python (the order's JSON, the line totals,
-the fingerprint) are computed by PostgreSQL in the same statement that needs them, and
-one multi-row INSERT stands for asyncpg's pipelined `executemany` (one round trip both).
-The products are distinct, chosen uniformly among the same 1,000 as the app's, and locked
-in ascending id order as the app locks them, so runs never deadlock.
+the same statement), the stock statement's rows are folded into one (pgbench's `gset`
+takes one row), and values the app computes in Python (the order's id, time and JSON, the
+line totals, the fingerprint) are computed by PostgreSQL in the statement that needs them.
+The products are distinct, chosen uniformly among the same 1,000 as the app's, and the
+stock statement locks them in ascending id order as the app's does, so runs never deadlock.
 """
 
 from __future__ import annotations
@@ -50,24 +48,31 @@ PRINCIPAL = (
     "  FROM {customers} c JOIN identity.users u ON u.id = c.id\n"
     "  WHERE c.n = :u AND u.deleted_at IS NULL \\gset"
 )
-IDEMPOTENCY_LOCK = (
+REPLAY = (
     "SELECT pg_try_advisory_xact_lock(hashtextextended("
-    "'orders.idempotency_keys|' || :owner || '|' || :key, 0));"
+    "'orders.idempotency_keys|' || :owner || '|' || :key, 0)) AS locked,\n"
+    "  s.fingerprint, s.status_code, s.headers, s.body FROM (SELECT) AS one\n"
+    "  LEFT JOIN orders.idempotency_keys AS s ON s.owner = :owner AND s.key = :key::text\n"
+    "  AND s.created_at > now() - '24 hours'::interval;"
 )
-STORED_ANSWER = (
-    "SELECT fingerprint, status_code, headers, body FROM orders.idempotency_keys\n"
-    "  WHERE owner = :owner AND key = :key::text AND created_at > now() - '24 hours'::interval;"
+TAKE = (
+    "WITH locked AS MATERIALIZED (SELECT p.id, w.quantity FROM catalog.products AS p\n"
+    "  JOIN unnest(ARRAY[{ids}]::uuid[], ARRAY[{quantities}]::int[]) AS w(id, quantity)"
+    " ON w.id = p.id\n"
+    "  WHERE p.deleted_at IS NULL AND p.is_active ORDER BY p.id FOR UPDATE OF p),\n"
+    "taken AS (UPDATE catalog.products AS p SET inventory_count = p.inventory_count"
+    " - l.quantity,\n"
+    "  version = p.version + 1, updated_at = now() FROM locked AS l\n"
+    "  WHERE p.id = l.id AND p.deleted_at IS NULL AND p.is_active"
+    " AND p.inventory_count >= l.quantity\n"
+    "  RETURNING p.id, p.sku, p.name, p.price, p.currency, p.inventory_count, p.version,"
+    " p.is_active, p.deleted_at)\n"
+    "SELECT {columns} FROM taken \\gset"
 )
-RESERVE = (
-    "UPDATE catalog.products SET inventory_count = inventory_count - 1,"
-    " version = version + 1, updated_at = now()\n"
-    "  WHERE id = {product} AND deleted_at IS NULL AND is_active AND inventory_count >= 1\n"
-    "  RETURNING id, sku, name, price, currency, inventory_count, version, is_active,"
-    " deleted_at \\gset p{i}_"
-)
+TAKEN_COLUMNS = ("id", "sku", "name", "price", "currency", "inventory_count", "version")
 INVENTORY_EVENT = (
     "(gen_random_uuid(), 'inventory.changed', 1, 'inventory', :p{i}_id, :p{i}_version::int,"
-    " '{{}}', jsonb_build_object('product_id', :p{i}_id::text, 'inventory_count',"
+    " '{{}}'::jsonb, jsonb_build_object('product_id', :p{i}_id::text, 'inventory_count',"
     " :p{i}_inventory_count::int, 'previous_count', :p{i}_inventory_count::int + 1,"
     " 'visible', true))"
 )
@@ -76,47 +81,44 @@ LINE_JSON = (
     " :p{i}_name::text, 'unit_price', :p{i}_price::text, 'quantity', 1, 'line_total',"
     " :p{i}_price::text)"
 )
-ORDER_COLUMNS = (
-    "id, customer_id, status, currency, total, item_count, reservation_expires_at,"
-    " cancel_reason, version, created_at, updated_at"
-)
 LINE_COLUMNS = "order_id, line_no, product_id, sku, name, unit_price, quantity, line_total"
-ORDER = (
-    "WITH placed AS (INSERT INTO orders.orders (id, customer_id, status, currency, total,"
-    " item_count, reservation_expires_at, created_at, updated_at)\n"
-    "  VALUES (gen_random_uuid(), :customer::uuid, 'pending_payment', :p1_currency::text,"
-    " {total}, {n},\n"
-    "          clock_timestamp() + '15 minutes'::interval, clock_timestamp(),"
-    " clock_timestamp())\n"
-    f"  RETURNING {ORDER_COLUMNS}),\n"
-    f"lines AS (INSERT INTO orders.order_lines ({LINE_COLUMNS})\n"
-    "  SELECT (SELECT id FROM placed), n, p, s, nm, u, q, t FROM unnest("
+WRITES = (
+    # The app's values from Python: the order's id and time, its JSON (service.order_json).
+    "WITH o AS (SELECT gen_random_uuid() AS id, clock_timestamp() AS at),\n"
+    "doc AS (SELECT o.id, jsonb_build_object('id', o.id, 'customer_id', :customer::uuid,"
+    " 'status', 'pending_payment', 'currency', :p1_currency::text, 'total', ({total})::text,"
+    " 'item_count', {n}, 'reservation_expires_at', o.at + '15 minutes'::interval,"
+    " 'cancel_reason', null, 'version', 1, 'created_at', o.at, 'updated_at', o.at,"
+    " 'lines', jsonb_build_array({lines}))::text AS json FROM o),\n"
+    "w0 AS (INSERT INTO orders.orders (id, customer_id, status, currency, total, item_count,"
+    " reservation_expires_at, version, created_at, updated_at)\n"
+    "  SELECT o.id, :customer::uuid, 'pending_payment', :p1_currency::text, {total}, {n},"
+    " o.at + '15 minutes'::interval, 1, o.at, o.at FROM o RETURNING 1),\n"
+    f"w1 AS (INSERT INTO orders.order_lines ({LINE_COLUMNS})\n"
+    "  SELECT (SELECT id FROM o), n, p, s, nm, u, q, t FROM unnest("
     "ARRAY[{numbers}]::smallint[], ARRAY[{ids}]::uuid[],\n"
     "    ARRAY[{skus}]::text[], ARRAY[{names}]::text[], ARRAY[{prices}]::numeric[],"
-    " ARRAY[{quantities}]::int[], ARRAY[{prices}]::numeric[]) AS l(n, p, s, nm, u, q, t))\n"
-    f"SELECT {ORDER_COLUMNS},\n"
-    # The app builds this JSON in Python (service.order_json) for the event and the answer.
-    "    jsonb_build_object('id', id, 'customer_id', customer_id, 'status', status,"
-    " 'currency', currency, 'total', total::text, 'item_count', item_count,"
-    " 'reservation_expires_at', reservation_expires_at, 'cancel_reason', cancel_reason,"
-    " 'version', version, 'created_at', created_at, 'updated_at', updated_at,"
-    " 'lines', jsonb_build_array({lines}))::text AS json\n"
-    "  FROM placed \\gset o_"
-)
-ORDER_EVENT = "(gen_random_uuid(), 'order.created', 1, 'order', :o_id, 1, '{}', :o_json::jsonb)"
-EVENTS = (
-    "INSERT INTO events.outbox (event_id, type, schema_version, aggregate_type, aggregate_id,"
-    " aggregate_version, trace_context, payload)\n  VALUES "
-)
-REMEMBER = (
-    "INSERT INTO orders.idempotency_keys (owner, key, fingerprint, status_code, headers, body)\n"
-    "  VALUES (:owner, :key, sha256(convert_to(:key::text, 'UTF8')), 201,\n"
-    "          jsonb_build_object('cache-control', 'no-store', 'etag', '\"1\"', 'location',"
-    " '/api/v1/orders/' || :o_id),\n"
-    "          convert_to('{\"data\":' || :o_json::text || '}', 'UTF8'))\n"
+    " ARRAY[{quantities}]::int[], ARRAY[{prices}]::numeric[]) AS l(n, p, s, nm, u, q, t)"
+    " RETURNING 1),\n"
+    "w2 AS (INSERT INTO events.outbox (event_id, type, schema_version, aggregate_type,"
+    " aggregate_id, aggregate_version, trace_context, payload)\n"
+    "  VALUES {events} RETURNING 1),\n"
+    "w3 AS (INSERT INTO orders.idempotency_keys (owner, key, fingerprint, status_code,"
+    " headers, body)\n"
+    "  SELECT :owner, :key, sha256(convert_to(:key::text, 'UTF8')), 201,\n"
+    "    jsonb_build_object('cache-control', 'no-store', 'etag', '\"1\"', 'location',"
+    " '/api/v1/orders/' || doc.id), convert_to('{{\"data\":' || doc.json || '}}', 'UTF8')"
+    " FROM doc\n"
     "  ON CONFLICT (owner, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,"
     " status_code = EXCLUDED.status_code, headers = EXCLUDED.headers,"
-    " body = EXCLUDED.body, created_at = now();"
+    " body = EXCLUDED.body, created_at = now()\n"
+    "  WHERE orders.idempotency_keys.created_at <= now() - '24 hours'::interval RETURNING 1)\n"
+    "SELECT (SELECT count(*) FROM w0), (SELECT count(*) FROM w1), (SELECT count(*) FROM w2),"
+    " (SELECT count(*) FROM w3);"
+)
+ORDER_EVENT = (
+    "((SELECT gen_random_uuid()), 'order.created', 1, 'order', (SELECT id::text FROM doc), 1,"
+    " '{{}}'::jsonb, (SELECT json::jsonb FROM doc))"
 )
 
 
@@ -153,6 +155,13 @@ def script(n: int, *, products: int, customers: int) -> str:
     def listed(template: str) -> str:
         return ", ".join(template.format(i=i) for i in each)
 
+    ids = listed(":p{i}_id::uuid")
+    quantities = ", ".join("1" for _ in each)
+    columns = ",\n  ".join(
+        f"(array_agg({column} ORDER BY id))[{i}] AS p{i}_{column}"
+        for i in each
+        for column in TAKEN_COLUMNS
+    )
     return "\n".join(
         [
             f"-- W4 floor: an order of {n} product(s). Generated by bench/w4_floor.py.",
@@ -161,27 +170,26 @@ def script(n: int, *, products: int, customers: int) -> str:
             "\\set key random(1, 9000000000000000000)",
             PRINCIPAL.format(customers=CUSTOMERS_TABLE),
             "BEGIN;",
-            IDEMPOTENCY_LOCK,
-            STORED_ANSWER,
-            *(
-                RESERVE.format(i=i, product=LOOKUP.format(table=PRODUCTS_TABLE, var=f"l{i}"))
-                for i in each
+            REPLAY,
+            TAKE.format(
+                ids=listed(LOOKUP.format(table=PRODUCTS_TABLE, var="l{i}")),
+                quantities=quantities,
+                columns=columns,
             ),
-            ORDER.format(
+            WRITES.format(
                 total=" + ".join(f":p{i}_price::numeric" for i in each),
                 n=n,
                 lines=listed(LINE_JSON),
                 numbers=", ".join(str(i) for i in each),
-                ids=listed(":p{i}_id"),
+                ids=ids,
                 skus=listed(":p{i}_sku"),
                 names=listed(":p{i}_name"),
                 prices=listed(":p{i}_price"),
-                quantities=", ".join("1" for _ in each),
+                quantities=quantities,
+                events=",\n    ".join(
+                    [*(INVENTORY_EVENT.format(i=i) for i in each), ORDER_EVENT.format()]
+                ),
             ),
-            EVENTS
-            + ",\n         ".join([*(INVENTORY_EVENT.format(i=i) for i in each), ORDER_EVENT])
-            + ";",
-            REMEMBER,
             "COMMIT;",
             "",
         ]

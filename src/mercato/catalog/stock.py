@@ -1,11 +1,11 @@
 """The catalog's stock port: reserve and release inventory for other contexts (orders).
 
-Reserving is all or nothing. Each product's row is decremented with a conditional
-`UPDATE ... WHERE inventory_count >= quantity`, in ascending product id order: concurrent
-reservations queue on the row lock and re-check the count when they get it (so stock never
-goes negative and is never oversold), and two orders touching the same products lock them
-in the same order (so they cannot deadlock). If any line cannot be served, the caller's
-transaction rolls back every decrement made before it.
+Reserving is all or nothing, in one statement (`TAKE`): it locks the products' rows in
+ascending id order, then decrements each with a conditional `inventory_count >= quantity`.
+Concurrent reservations queue on the row locks and re-check the count on the newest row
+version when they get it (so stock never goes negative and is never oversold), and two
+orders touching the same products lock them in the same order (so they cannot deadlock).
+If any line cannot be served, the caller's transaction rolls back every decrement.
 """
 
 from __future__ import annotations
@@ -22,11 +22,19 @@ from mercato.catalog.errors import OutOfStock, ProductUnavailable
 from mercato.core.database import Executor
 from mercato.events import EventDraft, record_events
 
-RESERVE = (
-    "UPDATE catalog.products SET inventory_count = inventory_count - $2,"
-    " version = version + 1, updated_at = now()"
-    " WHERE id = $1 AND deleted_at IS NULL AND is_active AND inventory_count >= $2"
-    " RETURNING id, sku, name, price, currency, inventory_count, version, is_active, deleted_at"
+TAKE = (
+    # LockRows sits above the Sort: the rows are locked one by one in id order (and a row
+    # changed meanwhile is re-checked on its newest version), before any is updated.
+    # `(SELECT $n)`: see core/database.py GENERIC_PLANS.
+    "WITH locked AS MATERIALIZED (SELECT p.id, w.quantity FROM catalog.products AS p"
+    " JOIN unnest((SELECT $1::uuid[]), (SELECT $2::int[])) AS w(id, quantity) ON w.id = p.id"
+    " WHERE p.deleted_at IS NULL AND p.is_active ORDER BY p.id FOR UPDATE OF p)"
+    " UPDATE catalog.products AS p SET inventory_count = p.inventory_count - l.quantity,"
+    " version = p.version + 1, updated_at = now() FROM locked AS l"
+    " WHERE p.id = l.id AND p.deleted_at IS NULL AND p.is_active"
+    " AND p.inventory_count >= l.quantity"
+    " RETURNING p.id, p.sku, p.name, p.price, p.currency, p.inventory_count, p.version,"
+    " p.is_active, p.deleted_at"
 )
 RELEASE = (
     "UPDATE catalog.products SET inventory_count = inventory_count + $2,"
@@ -77,12 +85,20 @@ async def reserve(conn: Executor, lines: Iterable[StockLine]) -> list[ReservedPr
 async def take(conn: Executor, lines: Iterable[StockLine]) -> TakenStock:
     """`reserve`, leaving its events to the caller: an order records them with its own in
     one outbox insert (one round trip less per order)."""
+    wanted = merged(lines)
+    rows = {
+        row["id"]: row
+        for row in await conn.fetch(
+            TAKE, [line.product_id for line in wanted], [line.quantity for line in wanted]
+        )
+    }
+    for line in wanted:  # the first line that cannot be served, in lock order, is the refusal
+        if line.product_id not in rows:
+            await _refuse(conn, line)
     reserved: list[ReservedProduct] = []
     drafts = []
-    for line in merged(lines):
-        row = await conn.fetchrow(RESERVE, line.product_id, line.quantity)
-        if row is None:
-            await _refuse(conn, line)
+    for line in wanted:
+        row = rows[line.product_id]
         reserved.append(
             ReservedProduct(
                 product_id=row["id"],

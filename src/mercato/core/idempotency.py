@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from mercato.core.database import Database, Executor
+from mercato.core.database import Database, Executor, WriteBatch
 from mercato.core.errors import BadRequest, Conflict, DomainError
 
 HEADER = "idempotency-key"
@@ -79,15 +79,33 @@ async def replay(
 ) -> Response | None:
     """Inside the caller's transaction: hold the key (409 if another request does) and
     return the stored answer (422 if it was for another request), or None to go ahead.
-    `table` is a fixed, schema-qualified name chosen by the calling context."""
-    locked = await conn.fetchval(
-        "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", f"{table}|{owner}|{key}"
+    `table` is a fixed, schema-qualified name chosen by the calling context.
+
+    One statement takes the key and reads the answer, so its snapshot may predate the
+    commit of a request that held the key a moment ago: `run_once` stores its answer only
+    if none was stored meanwhile, and replays that one if so."""
+    row = await conn.fetchrow(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked,"  # noqa: S608
+        " s.fingerprint, s.status_code, s.headers, s.body FROM (SELECT) AS one"
+        f" LEFT JOIN {table} AS s ON s.owner = $2 AND s.key = $3"
+        " AND s.created_at > now() - $4::interval",
+        f"{table}|{owner}|{key}",
+        owner,
+        key,
+        KEEP,
     )
-    if not locked:
+    if not row["locked"]:
         raise IdempotencyKeyInUse()
-    return await stored_answer(
-        conn, table=table, owner=owner, key=key, request_fingerprint=request_fingerprint
-    )
+    return _replayed(row, request_fingerprint)
+
+
+def _replayed(stored: Any, request_fingerprint: bytes) -> Response | None:
+    if stored is None or stored["fingerprint"] is None:
+        return None
+    if stored["fingerprint"] != request_fingerprint:
+        raise IdempotencyKeyReused()
+    answer = StoredAnswer(stored["status_code"], stored["body"], stored["headers"])
+    return answer.response(replayed=True)
 
 
 async def stored_answer(
@@ -103,12 +121,24 @@ async def stored_answer(
         key,
         KEEP,
     )
-    if stored is None:
-        return None
-    if stored["fingerprint"] != request_fingerprint:
-        raise IdempotencyKeyReused()
-    answer = StoredAnswer(stored["status_code"], stored["body"], stored["headers"])
-    return answer.response(replayed=True)
+    return _replayed(stored, request_fingerprint)
+
+
+REMEMBER = (
+    "INSERT INTO {table} (owner, key, fingerprint, status_code, headers, body)"
+    " VALUES ($1, $2, $3, $4, $5, $6)"
+    " ON CONFLICT (owner, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,"
+    " status_code = EXCLUDED.status_code, headers = EXCLUDED.headers,"
+    " body = EXCLUDED.body, created_at = now()"
+)
+# ... unless a live answer is stored: then the write is skipped (and counted as none).
+UNLESS_ANSWERED = " WHERE {table}.created_at <= now() - $7::interval"
+
+
+def _remember_args(
+    owner: str, key: str, request_fingerprint: bytes, answer: StoredAnswer
+) -> tuple[Any, ...]:
+    return (owner, key, request_fingerprint, answer.status_code, answer.headers, answer.body)
 
 
 async def remember(
@@ -121,18 +151,15 @@ async def remember(
     answer: StoredAnswer,
 ) -> None:
     await conn.execute(
-        f"INSERT INTO {table} (owner, key, fingerprint, status_code, headers, body)"  # noqa: S608
-        " VALUES ($1, $2, $3, $4, $5, $6)"
-        " ON CONFLICT (owner, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,"
-        " status_code = EXCLUDED.status_code, headers = EXCLUDED.headers,"
-        " body = EXCLUDED.body, created_at = now()",
-        owner,
-        key,
-        request_fingerprint,
-        answer.status_code,
-        answer.headers,
-        answer.body,
+        REMEMBER.format(table=table), *_remember_args(owner, key, request_fingerprint, answer)
     )
+
+
+class _AnsweredMeanwhile(Exception):
+    """Another request with the key committed its answer after this one's first look."""
+
+
+Action = Callable[[Executor, WriteBatch], Awaitable[StoredAnswer]]
 
 
 async def run_once(
@@ -142,24 +169,38 @@ async def run_once(
     owner: str,
     key: str,
     request_fingerprint: bytes,
-    action: Callable[[Executor], Awaitable[StoredAnswer]],
+    action: Action,
 ) -> Response:
-    """Run `action` in one transaction with its stored answer, unless the key has one."""
-    async with db.transaction() as conn:
-        replayed = await replay(
-            conn, table=table, owner=owner, key=key, request_fingerprint=request_fingerprint
-        )
-        if replayed is not None:
-            return replayed
-        answer = await action(conn)
-        await remember(
-            conn,
-            table=table,
-            owner=owner,
-            key=key,
-            request_fingerprint=request_fingerprint,
-            answer=answer,
-        )
+    """Run `action` in one transaction with its stored answer, unless the key has one.
+
+    `action` may queue writes that need no answer in `writes`: they are sent with the
+    stored answer, as one statement (one round trip)."""
+    scope: dict[str, Any] = {
+        "table": table,
+        "owner": owner,
+        "key": key,
+        "request_fingerprint": request_fingerprint,
+    }
+    try:
+        async with db.transaction() as conn:
+            replayed = await replay(conn, **scope)
+            if replayed is not None:
+                return replayed
+            writes = WriteBatch()
+            answer = await action(conn, writes)
+            stored = writes.add(
+                REMEMBER.format(table=table) + UNLESS_ANSWERED.format(table=table),
+                *_remember_args(owner, key, request_fingerprint, answer),
+                KEEP,
+            )
+            if (await writes.send(conn))[stored] == 0:
+                raise _AnsweredMeanwhile()
+    except _AnsweredMeanwhile:
+        # Rolled back; the answer that won is replayed (or 422 if it was another request's).
+        replayed = await stored_answer(db.reader, **scope)
+        if replayed is None:
+            raise IdempotencyKeyInUse() from None
+        return replayed
     return answer.response()
 
 

@@ -72,7 +72,10 @@ class ConsumerRunner:
             except Exception:
                 log.exception("consumer_pass_failed", consumer=self._consumer.name)
                 busy = 0
-            if not busy:
+            # Straight on only while there is a backlog (a full batch): under a steady trickle
+            # of events, passing again at once would spin, a transaction and a read of the log
+            # every few milliseconds for a handful of events each.
+            if busy < self._batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._idle)
 

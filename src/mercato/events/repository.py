@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from mercato.core.database import Executor
 from mercato.events.drafts import EventDraft
@@ -26,6 +27,33 @@ OUTBOX_INSERT = (
     "INSERT INTO events.outbox (event_id, type, schema_version, aggregate_type, "
     "aggregate_id, aggregate_version, trace_context, payload)"
 )
+
+
+# Many events in one INSERT, as arrays: for a WriteBatch (one statement with other writes).
+OUTBOX_ROWS = (
+    # `(SELECT $n)`: see core/database.py GENERIC_PLANS.
+    f"{OUTBOX_INSERT} SELECT e, t, v, at, ai, av, $7, p::jsonb FROM unnest((SELECT $1::uuid[]),"
+    " (SELECT $2::text[]), (SELECT $3::smallint[]), (SELECT $4::text[]), (SELECT $5::text[]),"
+    " (SELECT $6::int[]), (SELECT $8::text[])) AS d(e, t, v, at, ai, av, p)"
+)
+
+
+def outbox_rows(
+    drafts: Sequence[EventDraft], *, trace_context: dict[str, Any]
+) -> tuple[list[uuid.UUID], tuple[Any, ...]]:
+    """The new events' ids, and the arguments of `OUTBOX_ROWS` that insert them."""
+    ids = [uuid.uuid4() for _ in drafts]
+    args = (
+        ids,
+        [d.type for d in drafts],
+        [d.schema_version for d in drafts],
+        [d.aggregate_type for d in drafts],
+        [d.aggregate_id for d in drafts],
+        [d.aggregate_version for d in drafts],
+        trace_context,
+        [orjson.dumps(d.payload).decode() for d in drafts],
+    )
+    return ids, args
 
 
 async def insert_outbox(

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from mercato.core.database import Executor
+from mercato.core.database import Executor, WriteBatch
 from mercato.core.observability import request_id_var
 from mercato.events import repository
 from mercato.events.drafts import EventDraft
@@ -20,9 +20,22 @@ async def record_events(db: Executor, drafts: Sequence[EventDraft]) -> list[uuid
     """
     if not drafts:
         return []
+    return await repository.insert_outbox(db, drafts, trace_context=_trace_context())
+
+
+def add_events(writes: WriteBatch, drafts: Sequence[EventDraft]) -> list[uuid.UUID]:
+    """`record_events` as part of a batch of writes: the events go into the outbox when the
+    caller sends the batch, in its transaction."""
+    if not drafts:
+        return []
+    ids, args = repository.outbox_rows(drafts, trace_context=_trace_context())
+    writes.add(repository.OUTBOX_ROWS, *args)
+    return ids
+
+
+def _trace_context() -> dict[str, Any]:
     request_id = request_id_var.get()
-    trace_context = {"request_id": request_id} if request_id else {}
-    return await repository.insert_outbox(db, drafts, trace_context=trace_context)
+    return {"request_id": request_id} if request_id else {}
 
 
 async def read_events(

@@ -16,6 +16,7 @@ from mercato.core.access import (
     requires,
     route_adder,
 )
+from mercato.core.database import WriteBatch
 from mercato.core.deps import cursor_codec, database
 from mercato.core.errors import Forbidden
 from mercato.core.http import envelope
@@ -85,9 +86,15 @@ async def place_order(request: Request, data: OrderCreate) -> Response:
     order_id = uuid.uuid4()
     async with stock.hold(order_id, service.stock_lines_of(data.lines)) as hold:
 
-        async def place(conn: Any) -> StoredAnswer:
+        async def place(conn: Any, writes: WriteBatch) -> StoredAnswer:
             order = await service.place_order(
-                conn, hold, principal.subject_id, data.lines, order_id=order_id, holds_for=holds_for
+                conn,
+                writes,
+                hold,
+                principal.subject_id,
+                data.lines,
+                order_id=order_id,
+                holds_for=holds_for,
             )
             return _answer(order, status=201)
 
@@ -97,7 +104,7 @@ async def place_order(request: Request, data: OrderCreate) -> Response:
 async def cancel_order(request: Request, order_id: uuid.UUID, data: OrderCancel) -> Response:
     principal = current_principal(request)
 
-    async def cancel(conn: Any) -> StoredAnswer:
+    async def cancel(conn: Any, writes: WriteBatch) -> StoredAnswer:
         order = await service.change_status(
             conn, principal, order_id, Action.CANCEL, reason=data.reason
         )
@@ -109,7 +116,7 @@ async def cancel_order(request: Request, order_id: uuid.UUID, data: OrderCancel)
 async def fulfil_order(request: Request, order_id: uuid.UUID) -> Response:
     principal = current_principal(request)
 
-    async def fulfil(conn: Any) -> StoredAnswer:
+    async def fulfil(conn: Any, writes: WriteBatch) -> StoredAnswer:
         return _answer(await service.change_status(conn, principal, order_id, Action.FULFIL))
 
     return await _idempotent(request, principal, None, fulfil)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from mercato.core.database import Executor
+from mercato.core.database import Executor, WriteBatch
 
 ORDER_COLUMNS = (
     "id, customer_id, status, currency, total, item_count, reservation_expires_at,"
@@ -16,31 +16,31 @@ LINE_COLUMNS = "order_id, line_no, product_id, sku, name, unit_price, quantity, 
 IDEMPOTENCY_TABLE = "orders.idempotency_keys"
 
 
-async def insert_order(
-    conn: Executor, fields: dict[str, Any], lines: list[dict[str, Any]], *, holds_for: timedelta
-) -> Any:
-    """The order and its lines, in one statement (one round trip). The lines are stored as
-    given, so only the order's row comes back."""
-    return await conn.fetchrow(
-        # clock_timestamp(), not now(): orders placed in one transaction (a batch import,
-        # a test) still get distinct, ordered times for the newest-first lists.
-        "WITH placed AS (INSERT INTO orders.orders (id, customer_id, status, currency, total,"
-        " item_count, reservation_expires_at, created_at, updated_at) VALUES ($7, $1, $2, $3,"
-        " $4, $5, clock_timestamp() + $6::interval, clock_timestamp(), clock_timestamp())"
-        f" RETURNING {ORDER_COLUMNS}),"
-        # A data-modifying WITH runs whether or not it is read; the lines' foreign key is
-        # checked at the end of the statement, when the order exists.
-        f" lines AS (INSERT INTO orders.order_lines ({LINE_COLUMNS})"
-        " SELECT $7, n, p, s, nm, u, q, t FROM unnest($8::smallint[], $9::uuid[], $10::text[],"
-        " $11::text[], $12::numeric[], $13::int[], $14::numeric[]) AS l(n, p, s, nm, u, q, t))"
-        f" SELECT {ORDER_COLUMNS} FROM placed",
-        fields["customer_id"],
-        fields["status"],
-        fields["currency"],
-        fields["total"],
-        fields["item_count"],
-        holds_for,
-        fields["id"],
+def add_order(writes: WriteBatch, order: dict[str, Any], lines: list[dict[str, Any]]) -> None:
+    """The order and its lines, as given, into `writes` (sent with the order's other writes
+    in one statement: see `service.place_order`)."""
+    writes.add(
+        "INSERT INTO orders.orders (id, customer_id, status, currency, total, item_count,"
+        " reservation_expires_at, version, created_at, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        order["id"],
+        order["customer_id"],
+        order["status"],
+        order["currency"],
+        order["total"],
+        order["item_count"],
+        order["reservation_expires_at"],
+        order["version"],
+        order["created_at"],
+    )
+    writes.add(
+        f"INSERT INTO orders.order_lines ({LINE_COLUMNS})"
+        # `(SELECT $n)`: see core/database.py GENERIC_PLANS.
+        " SELECT $1, n, p, s, nm, u, q, t FROM unnest((SELECT $2::smallint[]),"
+        " (SELECT $3::uuid[]), (SELECT $4::text[]), (SELECT $5::text[]),"
+        " (SELECT $6::numeric[]), (SELECT $7::int[]), (SELECT $8::numeric[]))"
+        " AS l(n, p, s, nm, u, q, t)",
+        order["id"],
         [line["line_no"] for line in lines],
         [line["product_id"] for line in lines],
         [line["sku"] for line in lines],
@@ -135,10 +135,11 @@ async def due_for_expiry(conn: Executor, *, limit: int) -> Any:
 # --- stock held by the catalog over HTTP (orders.stock_reservations) ----------------------
 
 
-async def owe_confirmation(conn: Executor, order_id: uuid.UUID, *, after: timedelta) -> None:
+def owe_confirmation(writes: WriteBatch, order_id: uuid.UUID, *, after: timedelta) -> None:
     """The order's stock is the catalog's reservation, still to be confirmed; the placing
-    request does it at once, the stock-call job from `after` on if it could not."""
-    await conn.execute(
+    request does it at once, the stock-call job from `after` on if it could not. (Sent with
+    the order's own writes.)"""
+    writes.add(
         "INSERT INTO orders.stock_reservations (order_id, state, next_attempt_at)"
         " VALUES ($1, 'confirming', now() + $2::interval)",
         order_id,

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from mercato.catalog import StockLine, release_stock
-from mercato.core.database import Database, Executor
+from mercato.core.database import Database, Executor, WriteBatch
 from mercato.core.errors import Forbidden
 from mercato.core.security import Principal
-from mercato.events import record_events
+from mercato.events import add_events, record_events
 from mercato.orders import events, repository
 from mercato.orders.errors import InvalidTransition, MixedCurrencies, OrderNotFound
 from mercato.orders.rules import (
@@ -75,6 +75,7 @@ def stock_lines_of(lines: list[LineIn]) -> list[StockLine]:
 
 async def place_order(
     conn: Executor,
+    writes: WriteBatch,
     hold: Hold,
     customer_id: uuid.UUID,
     lines: list[LineIn],
@@ -83,7 +84,8 @@ async def place_order(
     holds_for: timedelta,
 ) -> dict[str, Any]:
     """Take the order's stock from `hold` (every line or none), freeze the prices, and open
-    the order."""
+    the order. The order, its lines and its events go into `writes`, which the caller sends
+    with its own (the stored answer) in one statement."""
     wanted = _merged_in_request_order(lines)
     taken = await hold.take(conn)
     reserved = {r.product_id: r for r in taken.reserved}
@@ -104,26 +106,31 @@ async def place_order(
         }
         for number, line in enumerate(wanted, start=1)
     ]
-    order = await repository.insert_order(
-        conn,
-        {
-            "id": order_id,
-            "customer_id": customer_id,
-            "status": Status.PENDING_PAYMENT.value,
-            "currency": currencies.pop(),
-            "total": sum((Decimal(line["line_total"]) for line in priced), Decimal("0.00")),
-            "item_count": sum(line.quantity for line in wanted),
-        },
-        priced,
-        holds_for=holds_for,
-    )
-    await hold.record(conn)
+    # Stamped here rather than by the database: the order, its event and the stored answer
+    # then need nothing back from one another, and go in one statement.
+    placed_at = datetime.now(UTC)
+    order = {
+        "id": order_id,
+        "customer_id": customer_id,
+        "status": Status.PENDING_PAYMENT.value,
+        "currency": currencies.pop(),
+        "total": sum((Decimal(line["line_total"]) for line in priced), Decimal("0.00")),
+        "item_count": sum(line.quantity for line in wanted),
+        "reservation_expires_at": placed_at + holds_for,
+        "cancel_reason": None,
+        "version": 1,
+        "created_at": placed_at,
+        "updated_at": placed_at,
+    }
+    repository.add_order(writes, order, priced)
+    hold.record(writes)
     result = order_json(order, priced)
     # The stock's events and the order's, in one outbox insert.
-    await record_events(conn, [*taken.events, events.order_event(events.ORDER_CREATED, result)])
+    add_events(writes, [*taken.events, events.order_event(events.ORDER_CREATED, result)])
     if order["total"] == 0:
         # Nothing to pay (free items): no provider can take a payment of zero, so the order
         # is paid now, in the same transaction, and never waits to expire.
+        await writes.send(conn)
         return await change_status(conn, None, order_id, Action.PAY, reason=None)
     return result
 

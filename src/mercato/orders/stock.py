@@ -27,7 +27,7 @@ from typing import Literal, Protocol
 import structlog
 
 from mercato.catalog import ReservedProduct, StockLine, TakenStock, take_stock
-from mercato.core.database import Database, Executor
+from mercato.core.database import Database, Executor, WriteBatch
 from mercato.orders import repository
 from mercato.orders.catalog_client import CatalogStockClient, ReservationLapsed
 from mercato.orders.errors import StockServiceUnavailable
@@ -48,8 +48,8 @@ class Hold(Protocol):
         events to record with the order's."""
         ...
 
-    async def record(self, conn: Executor) -> None:
-        """After the order is written: whatever the stock's holder must still be told."""
+    def record(self, writes: WriteBatch) -> None:
+        """With the order's writes: whatever the stock's holder must still be told."""
         ...
 
 
@@ -74,7 +74,7 @@ class _LocalHold:
     async def take(self, conn: Executor) -> TakenStock:
         return await take_stock(conn, self._lines)
 
-    async def record(self, conn: Executor) -> None:
+    def record(self, writes: WriteBatch) -> None:
         return None
 
 
@@ -98,8 +98,8 @@ class _RemoteHold:
     async def take(self, conn: Executor) -> TakenStock:
         return TakenStock(self._reserved, [])  # the catalog recorded its own events
 
-    async def record(self, conn: Executor) -> None:
-        await repository.owe_confirmation(conn, self._order_id, after=CONFIRM_GRACE)
+    def record(self, writes: WriteBatch) -> None:
+        repository.owe_confirmation(writes, self._order_id, after=CONFIRM_GRACE)
         self.recorded = True
 
 
