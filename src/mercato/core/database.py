@@ -7,6 +7,7 @@ transaction, so no BEGIN/COMMIT round trips on the hot path. Writes run inside
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -51,10 +52,7 @@ class WriteBatch:
 
     def add(self, sql: str, *args: Any) -> int:
         """Queue a write; its index in the counts `send` answers."""
-        literals = "".join(LITERAL.findall(sql))
-        if "$" in PARAMETER.sub("", sql) or "$" in literals or "returning" in sql.lower():
-            # Renumbering would change a `$` in a literal, and a RETURNING would be lost.
-            raise ValueError("a batched write has only $n parameters and no RETURNING")
+        _check_write(sql)
         self._writes.append((sql, args))
         return len(self._writes) - 1
 
@@ -66,18 +64,33 @@ class WriteBatch:
         writes, self._writes = self._writes, []
         if not writes:
             return []
-        members: list[str] = []
-        counts: list[str] = []
-        args: list[Any] = []
-        for number, (sql, write_args) in enumerate(writes):
-            members.append(f"w{number} AS ({_shifted(sql, len(args))} RETURNING 1)")
-            counts.append(f"(SELECT count(*) FROM w{number})")  # noqa: S608
-            args.extend(write_args)
-        # Only the writers' own fixed SQL and numbered names go into the text: values are
-        # always bound.
-        statement = f"WITH {', '.join(members)} SELECT {', '.join(counts)}"
-        row = await conn.fetchrow(statement, *args)
+        statement = _combined(tuple((sql, len(args)) for sql, args in writes))
+        row = await conn.fetchrow(statement, *(arg for _, args in writes for arg in args))
         return list(row)
+
+
+# The same few writes recur (an order's), so each check and each combined text is made
+# once. Only the writers' own fixed SQL and numbered names go into the text: values are
+# always bound.
+@functools.lru_cache(maxsize=256)
+def _check_write(sql: str) -> None:
+    literals = "".join(LITERAL.findall(sql))
+    if "$" in PARAMETER.sub("", sql) or "$" in literals or "returning" in sql.lower():
+        # Renumbering would change a `$` in a literal, and a RETURNING would be lost.
+        raise ValueError("a batched write has only $n parameters and no RETURNING")
+
+
+@functools.lru_cache(maxsize=256)
+def _combined(writes: tuple[tuple[str, int], ...]) -> str:
+    """One statement for `writes` ((sql, number of arguments) each, in order)."""
+    members: list[str] = []
+    counts: list[str] = []
+    offset = 0
+    for number, (sql, arg_count) in enumerate(writes):
+        members.append(f"w{number} AS ({_shifted(sql, offset)} RETURNING 1)")
+        counts.append(f"(SELECT count(*) FROM w{number})")  # noqa: S608
+        offset += arg_count
+    return f"WITH {', '.join(members)} SELECT {', '.join(counts)}"
 
 
 def _shifted(sql: str, offset: int) -> str:
