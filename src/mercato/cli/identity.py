@@ -7,21 +7,18 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
 from mercato.cli.database import database_url
 from mercato.core.config import Settings
-from mercato.core.database import Database
 from mercato.core.errors import DomainError
-from mercato.core.mail import mailer_from_settings
-from mercato.core.migrate import require_current_schema
-from mercato.core.ratelimit import FailureThrottle, RateLimiter
-from mercato.identity import IdentityRuntime, accounts, audit
-from mercato.identity.jobs import erase_deleted_accounts, reseal_personal_data
-from mercato.identity.tokens import rotate_signing_key
+
+# Each command imports what it uses (see cli/main.py).
+if TYPE_CHECKING:
+    from mercato.identity import IdentityRuntime
 
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="Signing keys and data keys.", no_args_is_help=True)
@@ -31,6 +28,12 @@ T = TypeVar("T")
 
 @asynccontextmanager
 async def _runtime(url: str, settings: Settings) -> AsyncIterator[IdentityRuntime]:
+    from mercato.core.database import Database
+    from mercato.core.mail import mailer_from_settings
+    from mercato.core.migrate import require_current_schema
+    from mercato.core.ratelimit import FailureThrottle, RateLimiter
+    from mercato.identity import IdentityRuntime
+
     db = await Database.connect(url, min_size=1, max_size=2)
     try:
         await require_current_schema(db.reader)
@@ -75,6 +78,7 @@ def create_admin(
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    from mercato.identity import accounts
 
     async def work(runtime: IdentityRuntime) -> str:
         async with runtime.db.transaction() as conn:
@@ -97,6 +101,7 @@ def erase_deleted(
     days: Annotated[float | None, typer.Option(min=0, help="Grace period in days.")] = None,
 ) -> None:
     """Erase the personal data of accounts deleted longer ago than the grace period."""
+    from mercato.identity.jobs import erase_deleted_accounts
 
     async def work(runtime: IdentityRuntime) -> int:
         grace = days if days is not None else runtime.settings.account_erase_after_days
@@ -108,6 +113,8 @@ def erase_deleted(
 @keys_app.command("rotate")
 def rotate() -> None:
     """Sign new access tokens with a new key; the old key verifies until its tokens expire."""
+    from mercato.identity import audit
+    from mercato.identity.tokens import rotate_signing_key
 
     async def work(runtime: IdentityRuntime) -> str:
         ttl = timedelta(seconds=runtime.settings.access_token_seconds)
@@ -122,4 +129,6 @@ def rotate() -> None:
 @keys_app.command("rotate-data")
 def rotate_data() -> None:
     """Re-encrypt personal data sealed under older data keys with the newest one."""
+    from mercato.identity.jobs import reseal_personal_data
+
     console.print(f"re-sealed {_run(reseal_personal_data)} rows")

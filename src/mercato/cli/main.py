@@ -15,27 +15,19 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from mercato import sandbox
-from mercato.app import openapi_document
-from mercato.background import background_work, payment_provider, stock_port
-from mercato.catalog.demo_data import seed_catalog
 from mercato.cli.database import database_url
 from mercato.cli.identity import keys_app, users_app
 from mercato.cli.imports import import_app
 from mercato.cli.schema import schema_app
-from mercato.core import migrate as migrations
 from mercato.core.config import Settings
-from mercato.core.crypto import DataKeyRing
 from mercato.core.database import Database, asyncpg_dsn
-from mercato.core.migrate import require_current_schema
-from mercato.core.observability import configure_logging
-from mercato.events import repository as events_repository
-from mercato.events.retention import prune
-from mercato.webhooks.service import reseal_secrets
+
+# Each command imports what it uses beyond this: the web app, the background services and
+# uvicorn take most of a second to import, which every other command (an import of a
+# 100,000-row feed takes a few seconds) would otherwise pay at start.
 
 app = typer.Typer(help="Mercato: a commerce backend on PostgreSQL.", no_args_is_help=True)
 db_app = typer.Typer(help="Database facts and maintenance.", no_args_is_help=True)
@@ -68,6 +60,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the API (uvicorn, uvloop, httptools)."""
+    import uvicorn
+
     if context is not None:
         # Workers build their app from the environment: the choice travels there.
         os.environ["MERCATO_SERVE_CONTEXT"] = context
@@ -113,6 +107,10 @@ def worker() -> None:
     of stock reservations nobody confirmed. With MERCATO_SERVE_CONTEXT=orders, the order
     context's work only (relay, expiry, reconciliation, refunds), plus the calls it owes
     the catalog."""
+    from mercato.background import background_work, payment_provider, stock_port
+    from mercato.core.migrate import require_current_schema
+    from mercato.core.observability import configure_logging
+
     settings = Settings().with_local_secrets()
     configure_logging(level=settings.log_level, json=settings.log_json)
 
@@ -157,6 +155,8 @@ def sandbox_pay(
     Webhooks go to this installation's `/api/v1/payments/webhook`, signed with
     `payment_webhook_secret`. `mercato serve` already runs it in development; use this
     when the API runs elsewhere or in another mode."""
+    from mercato import sandbox
+
     settings = Settings().with_local_secrets()
     address = urlsplit(settings.payment_api_base)
     secret = settings.payment_webhook_secret
@@ -175,6 +175,8 @@ def events_prune(
     days: Annotated[float | None, typer.Option(min=0, help="Keep this many days.")] = None,
 ) -> None:
     """Delete logged events older than the retention window (published ones only)."""
+    from mercato.events.retention import prune
+
     settings = Settings()
 
     async def run(url: str) -> int:
@@ -197,6 +199,7 @@ def dlq_list(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
 ) -> None:
     """Events that consumers gave up on after their retries."""
+    from mercato.events import repository as events_repository
 
     async def run(url: str) -> list[Any]:
         conn = await asyncpg.connect(asyncpg_dsn(url))
@@ -236,6 +239,8 @@ def dlq_replay(
     ] = None,
 ) -> None:
     """Deliver dead-lettered events to their consumer again (on its next pass)."""
+    from mercato.events import repository as events_repository
+
     try:
         wanted = uuid.UUID(event_id) if event_id else None
     except ValueError:
@@ -258,6 +263,10 @@ def dlq_replay(
 def webhooks_reseal() -> None:
     """Re-seal webhook signing secrets under the newest data key (after adding one to
     MERCATO_DATA_KEYS and `mercato keys rotate-data`, before dropping the old key)."""
+    from mercato.core.crypto import DataKeyRing
+    from mercato.core.migrate import require_current_schema
+    from mercato.webhooks.service import reseal_secrets
+
     settings = Settings().with_local_secrets()
     assert settings.data_keys is not None, "settings.with_local_secrets() fills it"
     ring = DataKeyRing.parse(settings.data_keys.get_secret_value())
@@ -280,6 +289,8 @@ def migrate(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Bring the database schema up to date (Alembic)."""
+    from mercato.core import migrate as migrations
+
     with database_url(Settings()) as url:
         migrations.upgrade(url, revision)
     console.print(f"[green]migrated to {revision}[/green]")
@@ -291,6 +302,7 @@ def seed(
     categories: Annotated[int, typer.Option(min=1, max=100_000)] = 200,
 ) -> None:
     """Load the deterministic demo data set (idempotent: only missing rows are added)."""
+    from mercato.catalog.demo_data import seed_catalog
 
     async def run(url: str) -> int:
         conn = await asyncpg.connect(asyncpg_dsn(url))
@@ -346,6 +358,8 @@ def openapi(
     output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:
     """Print (or write) the OpenAPI document, as committed in docs/openapi.json."""
+    from mercato.app import openapi_document
+
     document = openapi_document()
     if output is None:
         sys.stdout.write(document)

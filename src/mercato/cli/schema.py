@@ -5,25 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import asyncpg
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from mercato import event_contracts
-from mercato.app import openapi_document
 from mercato.cli.database import database_url
-from mercato.core import schema_docs
 from mercato.core.config import Settings
-from mercato.core.contracts import Change
 from mercato.core.database import asyncpg_dsn
-from mercato.core.migrate import require_current_schema
-from mercato.core.migration_lint import lint_migrations
-from mercato.core.openapi_contracts import openapi_changes
-from mercato.event_contracts import SCHEMA_DIR
-from mercato.migrations.registry import target_metadata
+
+# Each command imports what it uses: these build the whole app (see cli/main.py).
+if TYPE_CHECKING:
+    from mercato.core.contracts import Change
 
 schema_app = typer.Typer(
     help="Data contracts, migration safety and the schema document.", no_args_is_help=True
@@ -32,6 +27,7 @@ console = Console()
 OPENAPI_SNAPSHOT = Path("docs/openapi.json")
 SCHEMA_DOC = Path("docs/schema.md")
 SCHEMA_PREAMBLE = Path("docs/schema.preamble.md")
+EVENT_SCHEMAS = Path("schemas/events")  # event_contracts.SCHEMA_DIR (a test checks they agree)
 
 
 @schema_app.command("check")
@@ -39,10 +35,14 @@ def schema_check(
     openapi: Annotated[
         Path, typer.Option(help="The published OpenAPI document.")
     ] = OPENAPI_SNAPSHOT,
-    events: Annotated[Path, typer.Option(help="The published event schemas.")] = SCHEMA_DIR,
+    events: Annotated[Path, typer.Option(help="The published event schemas.")] = EVENT_SCHEMAS,
 ) -> None:
     """Compare the live OpenAPI document and event schemas with the committed ones: list
     every change, and fail if any would break a client or consumer."""
+    from mercato import event_contracts
+    from mercato.app import openapi_document
+    from mercato.core.openapi_contracts import openapi_changes
+
     changes = openapi_changes(json.loads(openapi.read_text()), json.loads(openapi_document()))
     changes += event_contracts.contract_changes(events)
     breaking = [change for change in changes if change.breaking]
@@ -71,9 +71,13 @@ def _print(changes: list[Change], label: str) -> None:
 @schema_app.command("events")
 def schema_events(
     check: Annotated[bool, typer.Option(help="Only compare with the committed files.")] = False,
-    directory: Annotated[Path, typer.Option(help="Where the schemas are committed.")] = SCHEMA_DIR,
+    directory: Annotated[
+        Path, typer.Option(help="Where the schemas are committed.")
+    ] = EVENT_SCHEMAS,
 ) -> None:
     """Export the event payload JSON Schemas, refusing breaking changes to published ones."""
+    from mercato import event_contracts
+
     if check:
         breaking, stale = event_contracts.compare(directory)
         for line in breaking:
@@ -97,6 +101,8 @@ def schema_events(
 def schema_lint() -> None:
     """Lint every migration's SQL (Alembic offline mode) with squawk for DDL that locks
     existing tables: non-concurrent index builds, NOT NULL without a default, type rewrites."""
+    from mercato.core.migration_lint import lint_migrations
+
     findings = lint_migrations()
     for finding in findings:
         console.print(f"[red]unsafe[/red] {escape(str(finding))}", soft_wrap=True)
@@ -116,6 +122,8 @@ def schema_docs_command(
     preamble: Annotated[Path, typer.Option(help="The hand-written part.")] = SCHEMA_PREAMBLE,
 ) -> None:
     """Write docs/schema.md from the live database (migrated to the head) and the models."""
+    from mercato.core import schema_docs
+    from mercato.core.migrate import require_current_schema
 
     async def run(url: str) -> str:
         conn = await asyncpg.connect(asyncpg_dsn(url))
@@ -137,5 +145,8 @@ def schema_docs_command(
 
 async def generate(conn: asyncpg.Connection, preamble: str) -> str:
     """The document for the database behind `conn` (the test compares it with the file)."""
+    from mercato.core import schema_docs
+    from mercato.migrations.registry import target_metadata
+
     tables = await schema_docs.read_tables(conn)
     return schema_docs.render(preamble, tables, schema_docs.purposes(target_metadata))

@@ -84,7 +84,7 @@ def _csv_rows(raw: BinaryIO, spec: MappingSpec) -> Iterator[Row]:
             if not record:
                 continue  # a blank line
             row_number += 1
-            if any("\x00" in value for value in record):
+            if "\x00" in "".join(record):
                 raise FileUnreadable(
                     "IMPORT_FILE_MALFORMED",
                     f"a NUL character at data row {row_number}: is the file UTF-16 "

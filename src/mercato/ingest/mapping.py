@@ -220,7 +220,9 @@ class RowMapper:
         return value
 
     def _value(self, field: _CompiledField, row: dict[str, Any], errors: list[RowError]) -> Any:
-        raw = self._read(row, field.path) if field.path else None
+        path = field.path
+        # A flat column (every CSV field) is one lookup; a dotted JSON path walks the row.
+        raw = row.get(path[0]) if len(path) == 1 else self._read(row, path) if path else None
         if isinstance(raw, str):
             raw = raw.strip()
         if raw is None or raw == "":
