@@ -8,7 +8,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from mercato.event_contracts import EVENT_PAYLOADS, compare, live_schemas, write
+from mercato.cli.schema import EVENT_SCHEMAS
+from mercato.event_contracts import EVENT_PAYLOADS, SCHEMA_DIR, compare, live_schemas, write
 from tests.factories import create_category, create_product, if_match
 
 COMMITTED = Path(__file__).resolve().parents[2] / "schemas" / "events"
@@ -56,3 +57,9 @@ async def test_recorded_payloads_conform_to_their_published_schema(
     for row in rows:
         model = EVENT_PAYLOADS[(row["type"], row["schema_version"])]
         model.model_validate(row["payload"])
+
+
+def test_the_cli_publishes_event_schemas_where_the_contracts_live() -> None:
+    # cli/schema.py names the directory itself, so that the CLI does not import every
+    # context's models at start.
+    assert EVENT_SCHEMAS == SCHEMA_DIR
