@@ -9,24 +9,28 @@ from asgi_lifespan import LifespanManager
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.routing import Match
 
-from mercato.app import create_app
+from mercato.app import YOUNG_GENERATION_THRESHOLD, create_app
 from mercato.core.config import Environment
 from tests.settings import make_settings
 
 
 async def test_a_server_freezes_its_start_up_heap_and_tests_do_not(fresh_db_url: str) -> None:
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     quiet = {"database_url": fresh_db_url, "relay_in_process": False}
     async with LifespanManager(create_app(make_settings(**quiet))):
         assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == thresholds
     try:
         server = make_settings(environment=Environment.DEVELOPMENT, **quiet)
         async with LifespanManager(create_app(server)):
             # Full collections no longer walk what start-up built (it lives as long as the
-            # process); see app._freeze_startup_heap.
+            # process), and young ones come less often; see app._freeze_startup_heap.
             assert gc.get_freeze_count() > 0
+            assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, *thresholds[1:])
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def test_no_route_is_shadowed_by_one_registered_before_it() -> None:

@@ -208,6 +208,17 @@ def test_client_ip_reads_forwarded_hops_right_to_left() -> None:
     assert client_ip(scope("203.0.113.5"), TrustedProxies(["*"])) == "203.0.113.5"
 
 
+def test_trusted_proxies_remember_a_bounded_number_of_answers() -> None:
+    trusted = TrustedProxies(["10.0.0.0/8"])
+    hosts = [f"10.0.{n // 256}.{n % 256}" for n in range(TrustedProxies.CACHED + 10)]
+    for _ in range(2):  # asked again: the same answers, from memory or not
+        assert all(host in trusted for host in hosts)
+        assert "192.0.2.1" not in trusted
+        assert "not-an-address" not in trusted
+    # Hops in X-Forwarded-For are the caller's to choose: the memory never grows past its cap.
+    assert len(trusted._seen) <= TrustedProxies.CACHED
+
+
 async def test_failure_throttle_locks_exponentially_after_the_free_attempts() -> None:
     throttle = FailureThrottle(
         RateLimiter.create(None), free_attempts=3, base_seconds=1, max_seconds=5

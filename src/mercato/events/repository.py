@@ -32,19 +32,16 @@ OUTBOX_INSERT = (
 # Many events in one INSERT, as arrays: for a WriteBatch (one statement with other writes).
 OUTBOX_ROWS = (
     # `(SELECT $n)`: see core/database.py GENERIC_PLANS.
-    f"{OUTBOX_INSERT} SELECT e, t, v, at, ai, av, $7, p::jsonb FROM unnest((SELECT $1::uuid[]),"
-    " (SELECT $2::text[]), (SELECT $3::smallint[]), (SELECT $4::text[]), (SELECT $5::text[]),"
-    " (SELECT $6::int[]), (SELECT $8::text[])) AS d(e, t, v, at, ai, av, p)"
+    # The events' ids are PostgreSQL's (no caller of a batch needs them back).
+    f"{OUTBOX_INSERT} SELECT gen_random_uuid(), t, v, at, ai, av, $6, p::jsonb FROM unnest("
+    "(SELECT $1::text[]), (SELECT $2::smallint[]), (SELECT $3::text[]), (SELECT $4::text[]),"
+    " (SELECT $5::int[]), (SELECT $7::text[])) AS d(t, v, at, ai, av, p)"
 )
 
 
-def outbox_rows(
-    drafts: Sequence[EventDraft], *, trace_context: dict[str, Any]
-) -> tuple[list[uuid.UUID], tuple[Any, ...]]:
-    """The new events' ids, and the arguments of `OUTBOX_ROWS` that insert them."""
-    ids = [uuid.uuid4() for _ in drafts]
-    args = (
-        ids,
+def outbox_rows(drafts: Sequence[EventDraft], *, trace_context: dict[str, Any]) -> tuple[Any, ...]:
+    """The arguments of `OUTBOX_ROWS` that insert `drafts`."""
+    return (
         [d.type for d in drafts],
         [d.schema_version for d in drafts],
         [d.aggregate_type for d in drafts],
@@ -53,7 +50,6 @@ def outbox_rows(
         trace_context,
         [orjson.dumps(d.payload).decode() for d in drafts],
     )
-    return ids, args
 
 
 async def insert_outbox(

@@ -23,14 +23,12 @@ async def record_events(db: Executor, drafts: Sequence[EventDraft]) -> list[uuid
     return await repository.insert_outbox(db, drafts, trace_context=_trace_context())
 
 
-def add_events(writes: WriteBatch, drafts: Sequence[EventDraft]) -> list[uuid.UUID]:
+def add_events(writes: WriteBatch, drafts: Sequence[EventDraft]) -> None:
     """`record_events` as part of a batch of writes: the events go into the outbox when the
     caller sends the batch, in its transaction."""
-    if not drafts:
-        return []
-    ids, args = repository.outbox_rows(drafts, trace_context=_trace_context())
-    writes.add(repository.OUTBOX_ROWS, *args)
-    return ids
+    if drafts:
+        args = repository.outbox_rows(drafts, trace_context=_trace_context())
+        writes.add(repository.OUTBOX_ROWS, *args)
 
 
 def _trace_context() -> dict[str, Any]:
