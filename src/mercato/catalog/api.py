@@ -36,6 +36,7 @@ from mercato.core.http import (
     json_with_etag,
     version_etag,
 )
+from mercato.core.pagination import next_page
 from mercato.core.routing import path_uuid, query_model
 
 
@@ -109,10 +110,9 @@ async def list_products(request: Request) -> Response:
         rows = await repository.list_products(
             db.reader, filters=filters, sort=sort, after=after, limit=params.limit + 1
         )
-    next_cursor = None
-    if len(rows) > params.limit:
-        rows = rows[: params.limit]
-        next_cursor = cursors.encode(fingerprint, position_of(rows[-1], sort))
+    rows, next_cursor = next_page(
+        cursors, fingerprint, rows, limit=params.limit, position=lambda row: position_of(row, sort)
+    )
     body = orjson.dumps(
         envelope(
             [repository.product_json(row) for row in rows],

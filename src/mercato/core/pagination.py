@@ -2,7 +2,8 @@
 
 A cursor carries the sort key of the last row a client saw, bound to the query it came from
 (a fingerprint of the filters and sort) and signed with the server's secret, so a client can
-neither forge a position nor reuse a cursor with a different query.
+neither forge a position nor reuse a cursor with a different query. The functions below
+are what every paged listing does with one: cut a page and point to the next.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import base64
 import binascii
 import hashlib
 import hmac
-from typing import Any
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
 
 import orjson
 
@@ -19,6 +23,8 @@ from mercato.core.errors import InvalidCursor
 
 MAX_CURSOR_LENGTH = 512
 _SIGNATURE_BYTES = 16
+
+Row = TypeVar("Row")
 
 
 class CursorCodec:
@@ -55,3 +61,44 @@ class CursorCodec:
 def fingerprint(*parts: object) -> str:
     """A short, stable digest of the query parameters a cursor is bound to."""
     return hashlib.blake2b(orjson.dumps(parts, default=str), digest_size=8).hexdigest()
+
+
+def next_page(
+    codec: CursorCodec,
+    bound_to: str,
+    rows: list[Row],
+    *,
+    limit: int,
+    position: Callable[[Row], list[Any]],
+) -> tuple[list[Row], str | None]:
+    """The page to show out of `rows` fetched with `limit + 1`, and the cursor to the next one.
+
+    The extra row only tells that there is more: it is cut off, and the next cursor (None on
+    the last page) carries the `position` of the page's last row.
+    """
+    if len(rows) <= limit:
+        return rows, None
+    page = rows[:limit]
+    return page, codec.encode(bound_to, position(page[-1]))
+
+
+def stamp_position(column: str) -> Callable[[Any], list[Any]]:
+    """A row's position in a listing ordered by the timestamp `column`, then id (for next_page)."""
+
+    def position(row: Any) -> list[Any]:
+        return [row[column].isoformat(), str(row["id"])]
+
+    return position
+
+
+def decode_stamp_cursor(
+    codec: CursorCodec, bound_to: str, cursor: str | None
+) -> tuple[datetime, uuid.UUID] | None:
+    """The (timestamp, id) a `stamp_position` cursor carries; None when there is no cursor.
+
+    Only None means no cursor: an empty string is decoded like any other, and refused.
+    """
+    if cursor is None:
+        return None
+    stamp, row_id = codec.decode(bound_to, cursor)
+    return datetime.fromisoformat(stamp), uuid.UUID(row_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -13,6 +12,7 @@ from fastapi.responses import Response
 from mercato.core.access import current_principal, requires, route_adder
 from mercato.core.deps import cursor_codec, database
 from mercato.core.http import envelope, expected_version
+from mercato.core.pagination import decode_stamp_cursor, next_page, stamp_position
 from mercato.identity import accounts, admin, audit, audit_repository, repository
 from mercato.identity.api import PRIVATE, request_meta, runtime_of, user_response
 from mercato.identity.errors import RoleNotFound
@@ -50,18 +50,14 @@ def _json(data: Any, meta: dict[str, Any] | None = None, status: int = 200) -> R
 
 async def list_users(request: Request, params: Annotated[UserListQuery, Query()]) -> Response:
     codec = cursor_codec(request)
-    after = None
-    if params.cursor:
-        created_at, user_id = codec.decode("users", params.cursor)
-        after = (datetime.fromisoformat(created_at), uuid.UUID(user_id))
+    # `or None`: an empty cursor has always meant the first page here (imports refuse it).
+    after = decode_stamp_cursor(codec, "users", params.cursor or None)
     rows = await repository.list_users(
         database(request).reader, after=after, limit=params.limit + 1
     )
-    next_cursor = None
-    if len(rows) > params.limit:
-        rows = rows[: params.limit]
-        last = rows[-1]
-        next_cursor = codec.encode("users", [last["created_at"].isoformat(), str(last["id"])])
+    rows, next_cursor = next_page(
+        codec, "users", rows, limit=params.limit, position=stamp_position("created_at")
+    )
     runtime = runtime_of(request)
     return _json(
         [accounts.user_json(runtime, row) for row in rows],
@@ -195,10 +191,9 @@ async def list_audit(request: Request, params: Annotated[AuditQuery, Query()]) -
     rows = await audit_repository.list_audit(
         database(request).reader, filters=filters, before_id=before_id, limit=params.limit + 1
     )
-    next_cursor = None
-    if len(rows) > params.limit:
-        rows = rows[: params.limit]
-        next_cursor = codec.encode(fingerprint, [rows[-1]["id"]])
+    rows, next_cursor = next_page(
+        codec, fingerprint, rows, limit=params.limit, position=lambda row: [row["id"]]
+    )
     return _json(
         [audit.entry_json(row) for row in rows],
         {"limit": params.limit, "count": len(rows), "next_cursor": next_cursor},

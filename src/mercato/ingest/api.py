@@ -8,7 +8,6 @@ import io
 import shutil
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
@@ -21,7 +20,7 @@ from mercato.core.access import current_principal, requires, route_adder
 from mercato.core.config import Settings
 from mercato.core.deps import cursor_codec, database
 from mercato.core.http import envelope
-from mercato.core.pagination import CursorCodec
+from mercato.core.pagination import decode_stamp_cursor, next_page, stamp_position
 from mercato.core.pagination import fingerprint as query_fingerprint
 from mercato.ingest import repository, service
 from mercato.ingest.errors import InvalidMapping
@@ -148,29 +147,17 @@ async def create_import(
     return _json(envelope(job_json(job)), 202, {"location": f"/api/v1/imports/{job['id']}"})
 
 
-def _after_job(
-    codec: CursorCodec, bound_to: str, cursor: str | None
-) -> tuple[datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    stamp, row_id = codec.decode(bound_to, cursor)
-    return datetime.fromisoformat(stamp), uuid.UUID(row_id)
-
-
 async def list_imports(request: Request, params: Annotated[JobListQuery, Query()]) -> Response:
     codec = cursor_codec(request)
     bound_to = query_fingerprint("imports")
     rows = await repository.list_jobs(
         database(request).reader,
         limit=params.limit + 1,
-        before=_after_job(codec, bound_to, params.cursor),
+        before=decode_stamp_cursor(codec, bound_to, params.cursor),
     )
-    next_cursor = None
-    if len(rows) > params.limit:
-        rows = rows[: params.limit]
-        next_cursor = codec.encode(
-            bound_to, [rows[-1]["created_at"].isoformat(), str(rows[-1]["id"])]
-        )
+    rows, next_cursor = next_page(
+        codec, bound_to, rows, limit=params.limit, position=stamp_position("created_at")
+    )
     meta = {"limit": params.limit, "count": len(rows), "next_cursor": next_cursor}
     return _json(envelope([job_json(row) for row in rows], meta))
 
@@ -192,10 +179,13 @@ async def list_rejects(
         row_number, seq = codec.decode(bound_to, params.cursor)
         after = (int(row_number), int(seq))
     rows = await repository.list_rejects(reader, job_id, limit=params.limit + 1, after=after)
-    next_cursor = None
-    if len(rows) > params.limit:
-        rows = rows[: params.limit]
-        next_cursor = codec.encode(bound_to, [rows[-1]["row_number"], rows[-1]["seq"]])
+    rows, next_cursor = next_page(
+        codec,
+        bound_to,
+        rows,
+        limit=params.limit,
+        position=lambda row: [row["row_number"], row["seq"]],
+    )
     meta = {"limit": params.limit, "count": len(rows), "next_cursor": next_cursor}
     return _json(envelope([dict(row) for row in rows], meta))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -27,6 +27,7 @@ from mercato.core.idempotency import (
     run_once,
     stored_answer,
 )
+from mercato.core.pagination import decode_stamp_cursor, next_page, stamp_position
 from mercato.core.pagination import fingerprint as query_fingerprint
 from mercato.core.security import Principal
 from mercato.orders import repository, service
@@ -145,18 +146,13 @@ async def list_orders(request: Request, params: Annotated[OrderListQuery, Query(
         filters["status"] = filters["status"].value
     codec = cursor_codec(request)
     bound_to = query_fingerprint("orders", sorted((k, str(v)) for k, v in filters.items()))
-    before = None
-    if params.cursor:
-        created_at, order_id = codec.decode(bound_to, params.cursor)
-        before = (datetime.fromisoformat(created_at), uuid.UUID(order_id))
+    # `or None`: an empty cursor has always meant the first page here (imports refuse it).
+    before = decode_stamp_cursor(codec, bound_to, params.cursor or None)
     db = database(request).reader
     rows = await repository.list_orders(db, filters=filters, before=before, limit=params.limit + 1)
-    next_cursor = None
-    if len(rows) > params.limit:
-        rows = rows[: params.limit]
-        next_cursor = codec.encode(
-            bound_to, [rows[-1]["created_at"].isoformat(), str(rows[-1]["id"])]
-        )
+    rows, next_cursor = next_page(
+        codec, bound_to, rows, limit=params.limit, position=stamp_position("created_at")
+    )
     lines = await repository.lines_of(db, [row["id"] for row in rows])
     body = envelope(
         [service.order_json(row, lines[row["id"]]) for row in rows],

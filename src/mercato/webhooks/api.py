@@ -4,7 +4,7 @@ log and replays. Secrets appear only in the answers that create them (`no-store`
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from mercato.core.access import current_principal, requires, route_adder
 from mercato.core.deps import cursor_codec, database
 from mercato.core.http import envelope
-from mercato.core.pagination import CursorCodec
+from mercato.core.pagination import decode_stamp_cursor, next_page, stamp_position
 from mercato.core.pagination import fingerprint as query_fingerprint
 from mercato.webhooks import repository, service, ssrf
 from mercato.webhooks.errors import SubscriptionNotFound, WebhookUrlRefused
@@ -61,24 +61,6 @@ async def _vetted(webhooks: WebhookRuntime, url: str) -> str:
     return url
 
 
-def _page(
-    codec: CursorCodec, bound_to: str, rows: list[Any], limit: int, stamp: str
-) -> tuple[list[Any], str | None]:
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, codec.encode(bound_to, [rows[-1][stamp].isoformat(), str(rows[-1]["id"])])
-
-
-def _after(
-    codec: CursorCodec, bound_to: str, cursor: str | None
-) -> tuple[datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    stamp, row_id = codec.decode(bound_to, cursor)
-    return datetime.fromisoformat(stamp), uuid.UUID(row_id)
-
-
 async def create_subscription(request: Request, data: SubscriptionCreate) -> Response:
     webhooks = runtime(request)
     event_types = service.checked_event_types(data.event_types, webhooks.event_types)
@@ -105,10 +87,12 @@ async def list_subscriptions(
     bound_to = query_fingerprint("webhook-subscriptions")
     rows = await repository.list_subscriptions(
         database(request).reader,
-        before=_after(codec, bound_to, params.cursor),
+        before=decode_stamp_cursor(codec, bound_to, params.cursor),
         limit=params.limit + 1,
     )
-    rows, next_cursor = _page(codec, bound_to, rows, params.limit, "created_at")
+    rows, next_cursor = next_page(
+        codec, bound_to, rows, limit=params.limit, position=stamp_position("created_at")
+    )
     meta = {"limit": params.limit, "count": len(rows), "next_cursor": next_cursor}
     return _json(envelope([service.subscription_json(row) for row in rows], meta))
 
@@ -174,10 +158,12 @@ async def list_deliveries(
         database(request).reader,
         subscription_id=params.subscription_id,
         status=params.status,
-        before=_after(codec, bound_to, params.cursor),
+        before=decode_stamp_cursor(codec, bound_to, params.cursor),
         limit=params.limit + 1,
     )
-    rows, next_cursor = _page(codec, bound_to, rows, params.limit, "attempted_at")
+    rows, next_cursor = next_page(
+        codec, bound_to, rows, limit=params.limit, position=stamp_position("attempted_at")
+    )
     meta = {"limit": params.limit, "count": len(rows), "next_cursor": next_cursor}
     return _json(envelope([service.delivery_json(row) for row in rows], meta))
 
