@@ -15,7 +15,10 @@ import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mercato.app import create_app
-from mercato.core.database import Database
+from mercato.catalog import StockLine
+from mercato.core.database import Database, WriteBatch
+from mercato.orders.catalog_client import CatalogStockClient
+from mercato.orders.stock import RemoteStock
 from tests.orders.conftest import (
     API,
     Split,
@@ -116,6 +119,33 @@ async def test_a_replayed_order_request_asks_the_catalog_for_nothing(split: Spli
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json()["data"]["id"] == first.json()["data"]["id"]
     assert await split.reservation_statuses() == {"confirmed": 1}
+
+
+async def test_a_reservation_whose_order_did_not_commit_is_released_not_confirmed(
+    split: Split,
+) -> None:
+    """The order's writes go with its stored answer, in one statement at the end of its
+    transaction; when that transaction rolls back and the request is still answered (another
+    request's answer, committed meanwhile, is replayed), the hold must not confirm."""
+    item = await split.product(stock=3)
+    client = CatalogStockClient(
+        base_url=str(split.catalog.base_url),
+        api_key=split.key,
+        connect_timeout=1,
+        timeout=10,
+        breaker_threshold=3,
+        breaker_seconds=1,
+    )
+    stock = RemoteStock(client, split.db)
+    order_id = uuid.uuid4()
+    try:
+        async with stock.hold(order_id, [StockLine(uuid.UUID(item), 2)]) as hold:
+            writes = WriteBatch()
+            hold.record(writes)  # queued with the order's writes, which are never sent
+        assert (await split.reservation(str(order_id)))["status"] == "released"
+        assert await split.stock(item) == 3
+    finally:
+        await stock.close()
 
 
 @asynccontextmanager

@@ -93,14 +93,12 @@ class _RemoteHold:
     def __init__(self, order_id: uuid.UUID, reserved: list[ReservedProduct]) -> None:
         self._order_id = order_id
         self._reserved = reserved
-        self.recorded = False
 
     async def take(self, conn: Executor) -> TakenStock:
         return TakenStock(self._reserved, [])  # the catalog recorded its own events
 
     def record(self, writes: WriteBatch) -> None:
         repository.owe_confirmation(writes, self._order_id, after=CONFIRM_GRACE)
-        self.recorded = True
 
 
 class RemoteStock:
@@ -118,15 +116,16 @@ class RemoteStock:
             # The catalog may have reserved and lost its answer every time.
             await self._release_quietly(order_id)
             raise
-        hold = _RemoteHold(order_id, reserved)
         try:
-            yield hold
+            yield _RemoteHold(order_id, reserved)
         except BaseException:
             await self._release_quietly(order_id)
             raise
-        if hold.recorded:
+        # Confirm only what committed: a request may end well without placing this order
+        # (answered from a stored answer, found before or only at the end of its transaction).
+        if await repository.stock_state(self._db.reader, order_id) == "confirming":
             await self.call(order_id, "confirming")
-        else:  # the request was answered from its stored answer: this order was not placed
+        else:
             await self._release_quietly(order_id)
 
     async def _release_quietly(self, order_id: uuid.UUID) -> None:
