@@ -106,6 +106,7 @@ def background_work(
             batch_size=settings.import_batch_size,
             load_connections=settings.import_load_connections,
             owned_files=imports_dir(settings),
+            keep=timedelta(days=settings.import_retention_days),
         )
         work.append((imports, "imports"))
     return work

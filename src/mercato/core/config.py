@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     # Load batches run on this many connections at once (PostgreSQL does the work: more
     # than the server's cores buys nothing).
     import_load_connections: int = Field(default=2, ge=1, le=8)
+    # An ended job (succeeded or failed) is forgotten this long after it ended: its row, its
+    # rejects and its uploaded file, if still there. The catalog's record of what each
+    # source fed (source records, provenance) stays.
+    import_retention_days: float = Field(default=30.0, gt=0)
 
     # Outgoing mail: SMTP when a host is set, otherwise written under `data_dir/mail`.
     smtp_host: str | None = None
