@@ -90,6 +90,7 @@ def background_work(
         provider,
         older_than=timedelta(seconds=settings.payment_reconcile_after_seconds),
         interval=timedelta(seconds=15),
+        keep_webhook_events=timedelta(days=settings.payment_webhook_event_days),
     )
     expiry = timedelta(seconds=settings.order_expiry_sweep_seconds)
     work += [

@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     payment_sandbox: bool = True
     # Payments still unsettled after this long are checked with the provider.
     payment_reconcile_after_seconds: float = Field(default=120.0, gt=0)
+    # Provider event ids are remembered this long, so that a redelivered event is
+    # acknowledged without being applied again. Providers retry for a few days at most
+    # (Stripe: up to three days) and Stripe lists events for a manual resend for 30 days;
+    # a captured request replayed later is refused by its signature's timestamp (5 minutes).
+    payment_webhook_event_days: float = Field(default=30.0, gt=0)
 
     # Outbound webhooks. Each attempt has this timeout (connect, and each read); a failing
     # event is retried with exponential backoff and full jitter (base, cap) up to
