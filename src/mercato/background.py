@@ -90,6 +90,7 @@ def background_work(
         provider,
         older_than=timedelta(seconds=settings.payment_reconcile_after_seconds),
         interval=timedelta(seconds=15),
+        keep_webhook_events=timedelta(days=settings.payment_webhook_event_days),
     )
     expiry = timedelta(seconds=settings.order_expiry_sweep_seconds)
     work += [
@@ -106,6 +107,7 @@ def background_work(
             batch_size=settings.import_batch_size,
             load_connections=settings.import_load_connections,
             owned_files=imports_dir(settings),
+            keep=timedelta(days=settings.import_retention_days),
         )
         work.append((imports, "imports"))
     return work

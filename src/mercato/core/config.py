@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     payment_sandbox: bool = True
     # Payments still unsettled after this long are checked with the provider.
     payment_reconcile_after_seconds: float = Field(default=120.0, gt=0)
+    # Provider event ids are remembered this long, so that a redelivered event is
+    # acknowledged without being applied again. Providers retry for a few days at most
+    # (Stripe: up to three days) and Stripe lists events for a manual resend for 30 days;
+    # a captured request replayed later is refused by its signature's timestamp (5 minutes).
+    payment_webhook_event_days: float = Field(default=30.0, gt=0)
 
     # Outbound webhooks. Each attempt has this timeout (connect, and each read); a failing
     # event is retried with exponential backoff and full jitter (base, cap) up to
@@ -137,6 +142,10 @@ class Settings(BaseSettings):
     # Load batches run on this many connections at once (PostgreSQL does the work: more
     # than the server's cores buys nothing).
     import_load_connections: int = Field(default=2, ge=1, le=8)
+    # An ended job (succeeded or failed) is forgotten this long after it ended: its row, its
+    # rejects and its uploaded file, if still there. The catalog's record of what each
+    # source fed (source records, provenance) stays.
+    import_retention_days: float = Field(default=30.0, gt=0)
 
     # Outgoing mail: SMTP when a host is set, otherwise written under `data_dir/mail`.
     smtp_host: str | None = None

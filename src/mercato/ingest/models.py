@@ -2,7 +2,8 @@
 
 - `jobs`: one import of one file from one source: where the file is kept, the mapping it
   is read with, its phase (`staging` → `unifying` → `loading` → `done`), its counts, and
-  `loaded_through`, the last load batch committed (a resumed job starts after it).
+  `loaded_through`, the last load batch committed (a resumed job starts after it). An
+  ended job goes, with its rejects, `import_retention_days` after it ended (`retention.py`).
 - `rejects`: every rejected row, with the field, the rule it broke and the offending value.
 - `staged_rows`: the validated rows of a running job, copied in with COPY. Unification
   writes each row's verdict here (its category goes through the job's `category_map`) (`outcome`: create, update, unchanged, duplicate,
@@ -108,6 +109,12 @@ jobs = Table(
         "created_at",
         postgresql_where=text("status IN ('queued', 'running')"),
         info=serves("the import runner: queued and interrupted jobs, oldest first"),
+    ),
+    Index(
+        "ix_jobs_ended",
+        "finished_at",
+        postgresql_where=text("status IN ('succeeded', 'failed')"),
+        info=serves("retention: `ended_jobs` (`… AND finished_at < $1 ORDER BY finished_at`)"),
     ),
 )
 

@@ -361,7 +361,20 @@ class ImportRun:
         return job
 
     def _discard_file(self, path: Path) -> None:
-        """Uploaded feeds (kept under `owned_files`) go when their job ends; a file the CLI
-        was pointed at belongs to its owner."""
-        if self._owned_files is not None and path.is_relative_to(self._owned_files):
-            path.unlink(missing_ok=True)
+        """Uploaded feeds go when their job ends (see `discard_owned_file`)."""
+        discard_owned_file(path, owned_files=self._owned_files)
+
+
+def discard_owned_file(path: Path, *, owned_files: Path | None) -> bool:
+    """Delete `path` if it is an upload kept under `owned_files` (the API's upload
+    directory); a file the CLI was pointed at belongs to its owner. True if it was deleted.
+
+    Both paths are resolved first: a path that leads out of the directory (`..`, a symbolic
+    link) is not ours, however it is spelt."""
+    if owned_files is None or owned_files.resolve() not in path.resolve().parents:
+        return False
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True

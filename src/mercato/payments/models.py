@@ -4,7 +4,7 @@
   idempotency key every provider call for this attempt uses, so retries never charge twice.
   At most one attempt per order may be open or succeeded (a partial unique index).
 - `webhook_events`: provider event ids already processed (duplicates are acknowledged and
-  ignored).
+  ignored), kept `payment_webhook_event_days`.
 - `idempotency_keys`: stored answers to unsafe payment requests (core/idempotency.py).
 """
 
@@ -117,6 +117,13 @@ webhook_events = Table(
         "event_id",
         info=serves(
             "`record_webhook` (`INSERT … ON CONFLICT (event_id) DO NOTHING`: the duplicate check)"
+        ),
+    ),
+    Index(
+        "ix_webhook_events_received_at",
+        "received_at",
+        info=serves(
+            "`prune_webhook_events` (`… WHERE received_at < $1 ORDER BY received_at LIMIT $2`)"
         ),
     ),
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -127,6 +127,21 @@ async def record_webhook(conn: Executor, event_id: str, event_type: str) -> bool
         event_type,
     )
     return status.endswith(" 1")
+
+
+async def prune_webhook_events(conn: Executor, *, before: datetime, limit: int) -> int:
+    """Forget up to `limit` of the oldest event ids received before `before`; rows another
+    instance is deleting are skipped, not waited for."""
+    # Deleted by `ctid` (the rows just locked): matched back by `event_id` instead,
+    # PostgreSQL's generic plan hash-joined the batch against a scan of the whole table.
+    status = await conn.execute(
+        "DELETE FROM payments.webhook_events WHERE ctid = ANY(ARRAY("
+        "SELECT ctid FROM payments.webhook_events WHERE received_at < $1"
+        " ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED))",
+        before,
+        limit,
+    )
+    return int(status.split()[-1])
 
 
 async def unsettled(conn: Executor, *, older_than: timedelta, limit: int) -> Any:
