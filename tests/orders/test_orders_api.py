@@ -64,8 +64,12 @@ async def test_an_order_reserves_stock_and_freezes_prices(
     )
     read = await client.get(f"{API}/orders/{order['id']}", headers=customer.headers)
     assert read.json()["data"]["lines"][0]["unit_price"] == "12.50"
-    # The answer was built from the lines as sent to the database; they read back the same.
+    # The answer was built from the order as sent to the database (stamped by the app, not
+    # read back): it reads back the same, times included.
     assert read.json()["data"]["lines"] == order["lines"]
+    stored = read.json()["data"]
+    for field in ("created_at", "updated_at", "reservation_expires_at", "total", "version"):
+        assert stored[field] == order[field], field
     # The stock's events (in lock order) and then the order's, from the one transaction.
     events = await conn.fetch(
         "SELECT type, aggregate_id FROM events.outbox"
