@@ -4,7 +4,9 @@ forgets the jobs that ended more than `import_retention_days` ago (`retention.py
 
 A job is "running" with nobody running it when its process was killed: the import lock
 (held by a runner's connection) is then free, so the next pass takes it and resumes the job
-from its last committed step. While another process holds the lock, this one waits.
+from its last committed step. While another process holds the lock, this one waits. A job
+whose unification or load fails the same way `MAX_FAILED_RESUMES` times in a row is ended
+as failed, and meanwhile the jobs queued after it run.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import contextlib
 import time
 from datetime import timedelta
 from pathlib import Path
+from uuid import UUID
 
 import structlog
 
 from mercato.core.database import Database
 from mercato.ingest import repository
-from mercato.ingest.errors import ImportBusy, ImportNotResumable
+from mercato.ingest.errors import ImportBusy, ImportNotResumable, is_transient
 from mercato.ingest.retention import forget_ended_jobs
-from mercato.ingest.service import ImportRun
+from mercato.ingest.service import MAX_FAILED_RESUMES, ImportRun
 
 log = structlog.get_logger("mercato.ingest")
 
@@ -47,6 +50,8 @@ class ImportRunner:
         self._interval = interval
         self._wake = asyncio.Event()
         self._pruned_at: float | None = None
+        # Consecutive non-transient failures per job, in this process (a restart counts anew).
+        self._failures: dict[UUID, int] = {}
 
     def wake(self) -> None:
         """A job was queued: look now rather than at the next pass."""
@@ -90,6 +95,20 @@ class ImportRunner:
                 return  # another process is importing; try again later
             except ImportNotResumable:
                 continue  # finished meanwhile
+            except Exception as error:
+                causes = _causes(error)
+                if all(is_transient(cause) for cause in causes):
+                    raise  # a lost connection, a deadlock: resumed at the next pass
+                await self._failed(run, job["id"], causes[0])
+                continue  # the jobs queued after this one are not held up
+            self._failures.pop(job["id"], None)
+
+    async def _failed(self, run: ImportRun, job_id: UUID, error: Exception) -> None:
+        failures = self._failures[job_id] = self._failures.get(job_id, 0) + 1
+        log.exception("import_resume_failed", job_id=str(job_id), failures=failures)
+        if failures >= MAX_FAILED_RESUMES:
+            self._failures.pop(job_id, None)
+            await run.give_up(error)
 
     async def _prune_if_due(self) -> None:
         now = time.monotonic()
@@ -110,3 +129,10 @@ class ImportRunner:
                 rows=forgotten.rows,
                 files=forgotten.files,
             )
+
+
+def _causes(error: Exception) -> list[Exception]:
+    """The errors behind `error`: the load's parallel connections fail as a group."""
+    if isinstance(error, ExceptionGroup):
+        return [cause for inner in error.exceptions for cause in _causes(inner)]
+    return [error]

@@ -52,6 +52,10 @@ SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PROGRESS_EVERY_SECONDS = 1.0
 # One import at a time, across every process on this database.
 LOCK_KEY = 0x6D657263_696D7074  # "merc" "impt"
+# Unification or loading failing this many times in a row, the same job, not transiently:
+# the runner ends it as failed (`ImportRun.give_up`) rather than retry it for ever.
+MAX_FAILED_RESUMES = 3
+GIVEN_UP = {"unifying": "IMPORT_UNIFY_FAILED", "loading": "IMPORT_LOAD_FAILED"}
 
 Progress = Callable[[asyncpg.Record], None]
 
@@ -329,16 +333,48 @@ class ImportRun:
         async with conn.transaction():
             return await repository.update_job(conn, job["id"], phase="done")
 
+    async def give_up(self, error: Exception) -> asyncpg.Record | None:
+        """End, as failed, a job whose unification or load failed the same way on every
+        resume (the runner gives up after `MAX_FAILED_RESUMES`): left running, it would be
+        retried for ever and hold up every job queued after it. The batches it loaded stay
+        in the catalog (each committed with its events), and so do its rejects; the job's
+        counts say how far it got. None if it ended or another process runs it meanwhile."""
+        conn = await self._connect()
+        try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+                return None
+            job = await get_job(conn, self._job_id)
+            if job["status"] not in ("queued", "running"):
+                return None
+            phase = job["phase"]
+            failure = JobFailed(
+                GIVEN_UP.get(phase, "IMPORT_FAILED"),
+                f"{phase} failed {MAX_FAILED_RESUMES} times ({type(error).__name__}); "
+                f"{job['products_created']} products created and {job['products_updated']} "
+                "updated before it stopped",
+            )
+            return await self._end(conn, job, failure=failure, keep_rejects=phase == "loading")
+        finally:
+            await conn.close()
+
     async def _end(
-        self, conn: asyncpg.Connection, job: asyncpg.Record, *, failure: JobFailed | None
+        self,
+        conn: asyncpg.Connection,
+        job: asyncpg.Record,
+        *,
+        failure: JobFailed | None,
+        keep_rejects: bool = False,
     ) -> asyncpg.Record:
         async with conn.transaction():
             if failure is None:
                 await repository.drop_staged_rows(conn, job["id"])
                 job = await repository.update_job(conn, job["id"], status="succeeded")
             else:
-                # Nothing of a failed job reached the catalog: its rejects would mislead.
-                await repository.forget_staging(conn, job["id"])
+                if keep_rejects:  # batches reached the catalog: its rejects are still true
+                    await repository.drop_staged_rows(conn, job["id"])
+                else:
+                    # Nothing of this failed job reached the catalog: rejects would mislead.
+                    await repository.forget_staging(conn, job["id"])
                 job = await repository.update_job(
                     conn,
                     job["id"],
