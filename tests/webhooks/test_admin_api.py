@@ -243,6 +243,9 @@ async def test_the_attempts_log_pages_newest_first_and_filters(
     assert [d["position"] for d in dead] == [3]
     everyone = (await client.get(f"{API}/deliveries", headers=admin)).json()["data"]
     assert [d["position"] for d in everyone] == [5, 4, 3, 2, 1]
+    # An empty cursor is no cursor, as in every other listing.
+    empty = await client.get(f"{API}/deliveries", params={"cursor": ""}, headers=admin)
+    assert [d["position"] for d in empty.json()["data"]] == [5, 4, 3, 2, 1]
     # A cursor is bound to its filters.
     other = await client.get(
         f"{API}/deliveries",

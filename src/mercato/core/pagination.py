@@ -96,9 +96,8 @@ def decode_stamp_cursor(
 ) -> tuple[datetime, uuid.UUID] | None:
     """The (timestamp, id) a `stamp_position` cursor carries; None when there is no cursor.
 
-    Only None means no cursor: an empty string is decoded like any other, and refused.
-    """
-    if cursor is None:
+    An empty `?cursor=` is no cursor, as every other listing has always read it."""
+    if not cursor:
         return None
     stamp, row_id = codec.decode(bound_to, cursor)
     return datetime.fromisoformat(stamp), uuid.UUID(row_id)

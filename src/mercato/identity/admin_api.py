@@ -50,8 +50,7 @@ def _json(data: Any, meta: dict[str, Any] | None = None, status: int = 200) -> R
 
 async def list_users(request: Request, params: Annotated[UserListQuery, Query()]) -> Response:
     codec = cursor_codec(request)
-    # `or None`: an empty cursor has always meant the first page here (imports refuse it).
-    after = decode_stamp_cursor(codec, "users", params.cursor or None)
+    after = decode_stamp_cursor(codec, "users", params.cursor)
     rows = await repository.list_users(
         database(request).reader, after=after, limit=params.limit + 1
     )

@@ -146,8 +146,7 @@ async def list_orders(request: Request, params: Annotated[OrderListQuery, Query(
         filters["status"] = filters["status"].value
     codec = cursor_codec(request)
     bound_to = query_fingerprint("orders", sorted((k, str(v)) for k, v in filters.items()))
-    # `or None`: an empty cursor has always meant the first page here (imports refuse it).
-    before = decode_stamp_cursor(codec, bound_to, params.cursor or None)
+    before = decode_stamp_cursor(codec, bound_to, params.cursor)
     db = database(request).reader
     rows = await repository.list_orders(db, filters=filters, before=before, limit=params.limit + 1)
     rows, next_cursor = next_page(
