@@ -44,6 +44,17 @@ async def test_old_published_events_are_pruned_oldest_first(pooled_db: Database)
     assert await prune(pooled_db, keep=timedelta(days=7)) == 0
 
 
+async def test_a_young_log_is_left_alone(pooled_db: Database) -> None:
+    # No event is old enough: the boundary is "none", not "up to the last published one".
+    await record_product_events(pooled_db, 3)
+    await _relay_once(pooled_db.url)
+    assert await prune(pooled_db, keep=timedelta(days=7)) == 0
+    assert await oldest_retained_position(pooled_db.reader) == 1
+    await _age(pooled_db, up_to=1, days=10)
+    assert await prune(pooled_db, keep=timedelta(days=7)) == 1
+    assert await oldest_retained_position(pooled_db.reader) == 2
+
+
 async def test_unpublished_events_are_never_pruned(pooled_db: Database) -> None:
     await record_product_events(pooled_db, 2)
     async with pooled_db.transaction() as conn:  # logged, but no publisher has taken them yet

@@ -186,11 +186,18 @@ async def try_lock(db: Executor, key: int) -> bool:
 
 
 async def prune_log(db: Executor, *, before: datetime, limit: int) -> int:
-    """Delete up to `limit` of the oldest published events recorded before `before`."""
+    """Delete up to `limit` of the oldest published events recorded before `before`.
+
+    One relay at a time numbers events and stamps `recorded_at`, so the stamp grows with the
+    position: the newest event older than `before` (found through its recorded_at index)
+    bounds the stretch to delete. Filtering on the stamp instead walked the whole log by
+    position whenever nothing was old enough (every pass of a young log)."""
     status = await db.execute(
         "DELETE FROM events.event_log WHERE position IN (SELECT position FROM events.event_log "
-        "WHERE recorded_at < $1 AND position <= "
-        "(SELECT published_position FROM events.relay_state WHERE id = 1) "
+        "WHERE position <= least("
+        "(SELECT published_position FROM events.relay_state WHERE id = 1),"
+        " coalesce((SELECT position FROM events.event_log WHERE recorded_at < $1"
+        " ORDER BY recorded_at DESC LIMIT 1), 0)) "
         "ORDER BY position LIMIT $2)",
         before,
         limit,
