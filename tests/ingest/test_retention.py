@@ -11,7 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+from typer.testing import CliRunner
+
 from mercato.background import background_work, payment_provider
+from mercato.cli.main import app as cli
 from mercato.core.database import Database
 from mercato.ingest import repository
 from mercato.ingest.mapping import default_mapping
@@ -196,3 +200,17 @@ async def test_the_import_runner_of_the_background_work_forgets_ended_jobs(
 
     assert await _job_ids(ingest_db) == set()
     assert not Path(job["file_path"]).exists()
+
+
+async def test_the_prune_command_forgets_ended_jobs_now(
+    run_import: Importer, ingest_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = await run_import("acme", ACME[0], ACME[1])
+    recent = await run_import("acme", ACME[0], ACME[1])
+    await _age(ingest_db, old["id"], days=3)
+    monkeypatch.setenv("DATABASE_URL", ingest_db.url)
+    # The command runs its own event loop: off this test's loop, in a thread.
+    result = await asyncio.to_thread(CliRunner().invoke, cli, ["import", "prune", "--days", "2"])
+    assert result.exit_code == 0, result.output
+    assert "forgot 1 jobs" in result.output
+    assert await _job_ids(ingest_db) == {recent["id"]}

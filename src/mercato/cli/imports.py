@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -138,3 +139,31 @@ def import_products(
 def import_resume(job: Annotated[uuid.UUID, typer.Argument(help="The job's id.")]) -> None:
     """Resume an interrupted import from its last committed batch."""
     _execute(job)
+
+
+@import_app.command("prune")
+def import_prune(
+    days: Annotated[float | None, typer.Option(min=0, help="Keep this many days.")] = None,
+) -> None:
+    """Forget import jobs that ended longer ago than the retention window, now: with their
+    rejects, staged rows left and uploaded files (the catalog's data stays)."""
+    from mercato.ingest.api import imports_dir
+    from mercato.ingest.retention import forget_ended_jobs
+
+    settings = Settings()
+    keep = timedelta(days=days if days is not None else settings.import_retention_days)
+
+    async def run(url: str) -> Any:
+        db = await Database.connect(url, min_size=1, max_size=1)
+        try:
+            await require_current_schema(db.reader)
+            return await forget_ended_jobs(db, keep=keep, owned_files=imports_dir(settings))
+        finally:
+            await db.close()
+
+    with database_url(settings) as url:
+        forgotten = asyncio.run(run(url))
+    console.print(
+        f"forgot {forgotten.jobs} jobs ({forgotten.rows} rejected or staged rows,"
+        f" {forgotten.files} uploaded files)"
+    )
