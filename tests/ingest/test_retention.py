@@ -5,7 +5,9 @@ a feed stay."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +21,7 @@ from mercato.cli.main import app as cli
 from mercato.core.database import Database
 from mercato.ingest import repository
 from mercato.ingest.mapping import default_mapping
-from mercato.ingest.retention import forget_ended_jobs
+from mercato.ingest.retention import forget_ended_jobs, forget_orphan_uploads
 from mercato.ingest.service import create_job
 from mercato.orders.stock import LocalStock
 from tests.ingest.conftest import ACME, Importer, rejects, row_versions, write_csv
@@ -214,3 +216,40 @@ async def test_the_prune_command_forgets_ended_jobs_now(
     assert result.exit_code == 0, result.output
     assert "forgot 1 jobs" in result.output
     assert await _job_ids(ingest_db) == {recent["id"]}
+
+
+async def test_uploads_no_job_names_go_after_a_grace_period(
+    ingest_db: Database, tmp_path: Path
+) -> None:
+    uploads = tmp_path / "uploads"
+    an_hour_ago = time.time() - 3_700
+
+    def upload(*, old: bool) -> Path:
+        path = _upload(uploads)
+        if old:
+            os.utime(path, (an_hour_ago, an_hour_ago))
+        return path
+
+    orphan, fresh, named = upload(old=True), upload(old=False), upload(old=True)
+    async with ingest_db.transaction() as conn:  # a job waiting for the runner names this one
+        await create_job(
+            conn,
+            source="acme",
+            path=named,
+            file_name="named.csv",
+            spec=default_mapping(),
+            dry_run=False,
+            created_by=None,
+        )
+    elsewhere = tmp_path / "elsewhere.feed"  # not in the upload directory: not ours
+    shutil.copy(ACME[0], elsewhere)
+    os.utime(elsewhere, (an_hour_ago, an_hour_ago))
+
+    assert await forget_orphan_uploads(ingest_db, owned_files=uploads) == 1
+    assert (orphan.exists(), fresh.exists(), named.exists(), elsewhere.exists()) == (
+        False,
+        True,
+        True,
+        True,
+    )
+    assert await forget_orphan_uploads(ingest_db, owned_files=tmp_path / "missing") == 0

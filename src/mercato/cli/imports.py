@@ -146,24 +146,27 @@ def import_prune(
     days: Annotated[float | None, typer.Option(min=0, help="Keep this many days.")] = None,
 ) -> None:
     """Forget import jobs that ended longer ago than the retention window, now: with their
-    rejects, staged rows left and uploaded files (the catalog's data stays)."""
+    rejects, staged rows left and uploaded files (the catalog's data stays); and uploads no
+    job names (left by a process that died between saving one and recording its job)."""
     from mercato.ingest.api import imports_dir
-    from mercato.ingest.retention import forget_ended_jobs
+    from mercato.ingest.retention import forget_ended_jobs, forget_orphan_uploads
 
     settings = Settings()
     keep = timedelta(days=days if days is not None else settings.import_retention_days)
 
-    async def run(url: str) -> Any:
+    async def run(url: str) -> tuple[Any, int]:
         db = await Database.connect(url, min_size=1, max_size=1)
         try:
             await require_current_schema(db.reader)
-            return await forget_ended_jobs(db, keep=keep, owned_files=imports_dir(settings))
+            uploads = imports_dir(settings)
+            forgotten = await forget_ended_jobs(db, keep=keep, owned_files=uploads)
+            return forgotten, await forget_orphan_uploads(db, owned_files=uploads)
         finally:
             await db.close()
 
     with database_url(settings) as url:
-        forgotten = asyncio.run(run(url))
+        forgotten, orphans = asyncio.run(run(url))
     console.print(
         f"forgot {forgotten.jobs} jobs ({forgotten.rows} rejected or staged rows,"
-        f" {forgotten.files} uploaded files)"
+        f" {forgotten.files} uploaded files) and {orphans} uploads no job names"
     )

@@ -23,7 +23,7 @@ import structlog
 from mercato.core.database import Database
 from mercato.ingest import repository
 from mercato.ingest.errors import ImportBusy, ImportNotResumable, is_transient
-from mercato.ingest.retention import forget_ended_jobs
+from mercato.ingest.retention import forget_ended_jobs, forget_orphan_uploads
 from mercato.ingest.service import MAX_FAILED_RESUMES, ImportRun
 
 log = structlog.get_logger("mercato.ingest")
@@ -119,15 +119,17 @@ class ImportRunner:
             forgotten = await forget_ended_jobs(
                 self._db, keep=self._keep, owned_files=self._owned_files
             )
+            orphans = await forget_orphan_uploads(self._db, owned_files=self._owned_files)
         except Exception:
             log.exception("import_prune_failed")
             return
-        if forgotten.jobs or forgotten.rows:
+        if forgotten.jobs or forgotten.rows or orphans:
             log.info(
                 "import_jobs_pruned",
                 jobs=forgotten.jobs,
                 rows=forgotten.rows,
                 files=forgotten.files,
+                orphan_uploads=orphans,
             )
 
 

@@ -226,3 +226,13 @@ async def delete_ended_job(db: Executor, job_id: uuid.UUID) -> bool:
         return False
     await forget_staging(db, job_id)
     return True
+
+
+async def job_names_file(db: Executor, file_name: str) -> bool:
+    """Whether any job's file is `file_name` (an upload's own name: `<uuid>.feed`)."""
+    found: bool = await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM ingest.jobs WHERE right(file_path, length($1) + 1)"
+        " = '/' || $1 OR file_path = $1)",
+        file_name,
+    )
+    return found

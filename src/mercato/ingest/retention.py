@@ -10,6 +10,7 @@ that nothing points at. Queued and running jobs are never touched.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,6 +81,39 @@ async def _forget_rows(db: Database, job_id: UUID, *, batch: int) -> int | None:
             if count < batch:
                 break
     return deleted
+
+
+# An upload is written just before its job row is inserted: one with no job after this long
+# was left by a process that died in between.
+ORPHAN_GRACE = timedelta(hours=1)
+
+
+async def forget_orphan_uploads(
+    db: Database, *, owned_files: Path, grace: timedelta = ORPHAN_GRACE
+) -> int:
+    """Delete uploads (`<owned_files>/<uuid>.feed`) older than `grace` that no job names;
+    returns how many went."""
+    cutoff = (datetime.now(UTC) - grace).timestamp()
+    deleted = 0
+    for path in await asyncio.to_thread(_uploads_older_than, owned_files, cutoff):
+        if await repository.job_names_file(db.reader, path.name):
+            continue
+        if discard_owned_file(path, owned_files=owned_files):
+            deleted += 1
+    return deleted
+
+
+def _uploads_older_than(owned_files: Path, cutoff: float) -> list[Path]:
+    if not owned_files.is_dir():
+        return []
+    old = []
+    for path in owned_files.glob("*.feed"):
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                old.append(path)
+        except FileNotFoundError:
+            continue  # discarded meanwhile
+    return old
 
 
 def _discard(path: Path, owned_files: Path | None, job_id: UUID) -> bool:
