@@ -20,7 +20,7 @@ import structlog
 
 from mercato.core.database import Database
 from mercato.ingest import repository
-from mercato.ingest.service import discard_owned_file
+from mercato.ingest.files import discard_owned_file
 
 log = structlog.get_logger("mercato.ingest")
 

@@ -18,7 +18,6 @@ the same new product.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import time
 import uuid
@@ -30,7 +29,7 @@ import structlog
 
 from mercato.core.database import Database, Executor, asyncpg_dsn
 from mercato.events import record_events
-from mercato.ingest import repository
+from mercato.ingest import files, repository
 from mercato.ingest.errors import (
     ImportBusy,
     ImportNotFound,
@@ -69,16 +68,6 @@ def check_source(source: str) -> str:
     return source
 
 
-def _digest(path: Path) -> tuple[int, bytes]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-            size += len(block)
-    return size, digest.digest()
-
-
 async def create_job(
     db: Executor,
     *,
@@ -95,7 +84,7 @@ async def create_job(
         file_format = format_of(file_name, spec)
     except JobFailed as error:
         raise InvalidImportRequest(error.message) from None
-    size, sha256 = await asyncio.to_thread(_digest, path)
+    size, sha256 = await asyncio.to_thread(files.size_and_sha256, path)
     job = await repository.insert_job(
         db,
         {
@@ -387,7 +376,8 @@ class ImportRun:
             await record_events(conn, [job_event(event, job)])
         if self._on_progress is not None:
             self._on_progress(job)
-        self._discard_file(Path(job["file_path"]))
+        # Uploaded feeds go when their job ends.
+        files.discard_owned_file(Path(job["file_path"]), owned_files=self._owned_files)
         log.info(
             "import_ended",
             job_id=str(job["id"]),
@@ -395,22 +385,3 @@ class ImportRun:
             error_code=job["error_code"],
         )
         return job
-
-    def _discard_file(self, path: Path) -> None:
-        """Uploaded feeds go when their job ends (see `discard_owned_file`)."""
-        discard_owned_file(path, owned_files=self._owned_files)
-
-
-def discard_owned_file(path: Path, *, owned_files: Path | None) -> bool:
-    """Delete `path` if it is an upload kept under `owned_files` (the API's upload
-    directory); a file the CLI was pointed at belongs to its owner. True if it was deleted.
-
-    Both paths are resolved first: a path that leads out of the directory (`..`, a symbolic
-    link) is not ours, however it is spelt."""
-    if owned_files is None or owned_files.resolve() not in path.resolve().parents:
-        return False
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    return True
