@@ -27,6 +27,32 @@ async def ingest_db(fresh_db_url: str) -> AsyncIterator[Database]:
     await db.close()
 
 
+async def queue_job(
+    db: Database,
+    source: str,
+    feed: Path,
+    mapping: Path | str | None = None,
+    *,
+    dry_run: bool = False,
+    file_name: str | None = None,
+) -> asyncpg.Record:
+    """A queued job for `feed`, as the API or the CLI records one."""
+    if isinstance(mapping, Path):
+        mapping = mapping.read_text()
+    spec = parse_mapping(mapping) if mapping is not None else default_mapping()
+    async with db.transaction() as conn:
+        job: asyncpg.Record = await create_job(
+            conn,
+            source=source,
+            path=feed,
+            file_name=file_name or feed.name,
+            spec=spec,
+            dry_run=dry_run,
+            created_by=None,
+        )
+    return job
+
+
 @pytest.fixture
 def run_import(ingest_db: Database) -> Importer:
     async def run(
@@ -37,19 +63,7 @@ def run_import(ingest_db: Database) -> Importer:
         dry_run: bool = False,
         batch_size: int = 2,
     ) -> asyncpg.Record:
-        if isinstance(mapping, Path):
-            mapping = mapping.read_text()
-        spec = parse_mapping(mapping) if mapping is not None else default_mapping()
-        async with ingest_db.transaction() as conn:
-            job = await create_job(
-                conn,
-                source=source,
-                path=feed,
-                file_name=feed.name,
-                spec=spec,
-                dry_run=dry_run,
-                created_by=None,
-            )
+        job = await queue_job(ingest_db, source, feed, mapping, dry_run=dry_run)
         run = ImportRun(ingest_db, job["id"], batch_size=batch_size, load_connections=2)
         return await run.run()
 

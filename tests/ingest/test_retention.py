@@ -20,11 +20,9 @@ from mercato.background import background_work, payment_provider
 from mercato.cli.main import app as cli
 from mercato.core.database import Database
 from mercato.ingest import repository
-from mercato.ingest.mapping import default_mapping
 from mercato.ingest.retention import forget_ended_jobs, forget_orphan_uploads
-from mercato.ingest.service import create_job
 from mercato.orders.stock import LocalStock
-from tests.ingest.conftest import ACME, Importer, rejects, row_versions, write_csv
+from tests.ingest.conftest import ACME, Importer, queue_job, rejects, row_versions, write_csv
 from tests.settings import make_settings
 
 KEEP = timedelta(days=30)
@@ -82,20 +80,8 @@ async def test_queued_and_running_jobs_stay_however_old(
     ingest_db: Database, tmp_path: Path
 ) -> None:
     feed = write_csv(tmp_path / "feed.csv", "sku,name,price", ["1,A,1.00"])
-    async with ingest_db.transaction() as conn:
-        queued, running = [
-            await create_job(
-                conn,
-                source="shop",
-                path=feed,
-                file_name=feed.name,
-                spec=default_mapping(),
-                dry_run=False,
-                created_by=None,
-            )
-            for _ in range(2)
-        ]
-        await repository.mark_running(conn, running["id"])
+    queued, running = [await queue_job(ingest_db, "shop", feed) for _ in range(2)]
+    await repository.mark_running(ingest_db.reader, running["id"])
     await _age(ingest_db, queued["id"], days=365)
     await _age(ingest_db, running["id"], days=365)
 
@@ -231,16 +217,8 @@ async def test_uploads_no_job_names_go_after_a_grace_period(
         return path
 
     orphan, fresh, named = upload(old=True), upload(old=False), upload(old=True)
-    async with ingest_db.transaction() as conn:  # a job waiting for the runner names this one
-        await create_job(
-            conn,
-            source="acme",
-            path=named,
-            file_name="named.csv",
-            spec=default_mapping(),
-            dry_run=False,
-            created_by=None,
-        )
+    # A job waiting for the runner names this one.
+    await queue_job(ingest_db, "acme", named, file_name="named.csv")
     elsewhere = tmp_path / "elsewhere.feed"  # not in the upload directory: not ours
     shutil.copy(ACME[0], elsewhere)
     os.utime(elsewhere, (an_hour_ago, an_hour_ago))

@@ -9,24 +9,9 @@ from pathlib import Path
 
 from mercato.core.database import Database
 from mercato.ingest.jobs import ImportRunner
-from mercato.ingest.mapping import default_mapping
-from mercato.ingest.service import MAX_FAILED_RESUMES, create_job, get_job
-from tests.ingest.conftest import products, rejects, write_csv
+from mercato.ingest.service import MAX_FAILED_RESUMES, get_job
+from tests.ingest.conftest import products, queue_job, rejects, write_csv
 from tests.payments.conftest import eventually
-
-
-async def _queue(db: Database, source: str, feed: Path) -> object:
-    async with db.transaction() as conn:
-        job = await create_job(
-            conn,
-            source=source,
-            path=feed,
-            file_name=feed.name,
-            spec=default_mapping(),
-            dry_run=False,
-            created_by=None,
-        )
-    return job["id"]
 
 
 async def test_a_load_failing_at_every_resume_ends_as_failed_and_the_queue_moves_on(
@@ -37,7 +22,7 @@ async def test_a_load_failing_at_every_resume_ends_as_failed_and_the_queue_moves
     await ingest_db.reader.execute(
         "ALTER TABLE catalog.products ADD CONSTRAINT test_no_bad_skus CHECK (sku NOT LIKE 'BAD%')"
     )
-    stuck = await _queue(
+    stuck_job = await queue_job(
         ingest_db,
         "supplier",
         write_csv(
@@ -46,9 +31,11 @@ async def test_a_load_failing_at_every_resume_ends_as_failed_and_the_queue_moves
             ["1,One,1.00", "2,Two,2.00", "3,,3.00", "BAD4,Four,4.00"],
         ),
     )
-    behind = await _queue(
+    stuck = stuck_job["id"]
+    behind_job = await queue_job(
         ingest_db, "other", write_csv(tmp_path / "fine.csv", "sku,name,price", ["9,Nine,9.00"])
     )
+    behind = behind_job["id"]
     runner = ImportRunner(
         ingest_db,
         batch_size=2,  # rows 1-2 load, then the batch with BAD4 fails
