@@ -151,6 +151,37 @@ async def test_bad_order_bodies_are_refused(
     ):
         response = await place(client, customer, body)
         assert response.status_code == 422, body
+        assert response.json()["error"]["code"] == "VALIDATION_FAILED"
+
+
+async def test_an_order_body_is_refused_as_on_every_other_route(
+    client: httpx.AsyncClient, customer: TestUser
+) -> None:
+    """POST /orders parses its own body (a direct route): same statuses, codes and field
+    names as the routes FastAPI resolves, and nothing is reserved or stored."""
+
+    async def post(content: bytes) -> httpx.Response:
+        headers = {**keyed(customer.headers), "content-type": "application/json"}
+        return await client.post(f"{API}/orders", content=content, headers=headers)
+
+    malformed = await post(b'{"lines": [')
+    assert malformed.status_code == 400
+    assert malformed.json()["error"]["code"] == "MALFORMED_JSON"
+
+    empty = await post(b"")
+    assert empty.status_code == 422
+    assert empty.json()["error"]["details"] == [
+        {"field": "body", "message": "Field required", "type": "missing"}
+    ]
+
+    bad_line = await post(b'{"lines": [{"product_id": "nope", "quantity": 0}]}')
+    assert bad_line.status_code == 422
+    fields = sorted(d["field"] for d in bad_line.json()["error"]["details"])
+    assert fields == ["body.lines.0.product_id", "body.lines.0.quantity"]
+
+    not_an_object = await post(b"[]")
+    assert not_an_object.status_code == 422
+    assert not_an_object.json()["error"]["details"][0]["field"] == "body"
 
 
 async def test_idempotency_keys_replay_refuse_changes_and_are_required(

@@ -16,12 +16,13 @@ a dependency that reads the principal the authentication middleware resolved.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette.responses import Response
 
 from mercato.core.config import Settings
 from mercato.core.errors import ErrorResponse, Forbidden, Unauthenticated
@@ -98,13 +99,15 @@ def add_route(
     **kwargs: Any,
 ) -> None:
     """Register a route with its access rule. With `handler`, `endpoint` only documents the
-    operation and `handler(request)` serves it (a `DirectRoute`, public reads only)."""
+    operation and `handler(request)` serves it (a `DirectRoute`): FastAPI's resolver never
+    runs there, so the rule's guard is called before the handler instead of as a dependency
+    (it is still declared as one, which documents it and lets the access test find it)."""
     if handler is not None:
+        kwargs.setdefault("name", handler.__name__)  # operation ids follow the handler
         if access.guard is not None:
-            raise ValueError("direct routes skip dependencies: they can only be public")
+            handler = _guarded(access.guard, handler)
         route_class = cast(type[APIRoute], functools.partial(DirectRoute, handler=handler))
         kwargs["route_class_override"] = route_class
-        kwargs.setdefault("name", handler.__name__)  # operation ids follow the handler
     app.router.add_api_route(
         path,
         endpoint,
@@ -113,6 +116,14 @@ def add_route(
         openapi_extra={ACCESS_KEY: access.name, **_security_requirement(access)},
         **kwargs,
     )
+
+
+def _guarded(guard: Callable[[Request], Awaitable[None]], handler: Handler) -> Handler:
+    async def guarded(request: Request) -> Response:
+        await guard(request)
+        return await handler(request)
+
+    return guarded
 
 
 BEARER_SCHEME = "bearer"

@@ -5,7 +5,8 @@ which costs more CPU than a primary-key read in PostgreSQL (docs/benchmarks.md).
 `DirectRoute` takes its OpenAPI description from `signature` (a function whose parameters
 declare the operation exactly as a FastAPI endpoint would), but at run time hands the
 request straight to `handler(request)`, which parses its own parameters with the helpers
-below and the same Pydantic models. Used for the hot public reads only.
+below and the same Pydantic models. Used for the hot public reads and for placing an
+order; a direct route with an access rule runs its guard itself (`core.access.add_route`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from mercato.core.errors import ValidationFailed
+from mercato.core.errors import MalformedJson, ValidationFailed
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -57,12 +58,29 @@ def query_model(request: Request, model: type[ModelT]) -> ModelT:
             return model()  # the common case on hot reads: nothing to parse
         return model.model_validate(dict(request.query_params))
     except ValidationError as error:
-        details = [
-            {
-                "field": ".".join(["query", *map(str, e["loc"])]),
-                "message": e["msg"],
-                "type": e["type"],
-            }
-            for e in error.errors()[:50]
-        ]
-        raise ValidationFailed(details=details) from None
+        raise _validation_failed("query", error) from None
+
+
+async def json_body(request: Request, model: type[ModelT]) -> ModelT:
+    """Parse and validate the JSON body against `model` in one call (pydantic's own parser);
+    errors name `body.<field>`, and a body that is not JSON is MALFORMED_JSON, as on routes
+    FastAPI resolves. The body's size and media type were checked by the edge middleware."""
+    raw = await request.body()
+    if not raw:
+        missing = {"field": "body", "message": "Field required", "type": "missing"}
+        raise ValidationFailed(details=[missing])
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            raise MalformedJson() from None
+        raise _validation_failed("body", error) from None
+
+
+def _validation_failed(where: str, error: ValidationError) -> ValidationFailed:
+    # The offending input is deliberately left out: it may be huge, or a secret.
+    details = [
+        {"field": ".".join([where, *map(str, e["loc"])]), "message": e["msg"], "type": e["type"]}
+        for e in error.errors()[:50]
+    ]
+    return ValidationFailed(details=details)
