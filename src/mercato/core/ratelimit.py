@@ -236,13 +236,19 @@ class RateLimitMiddleware:
         address = client_ip(scope, self.trusted)
         subject = self.identify(scope)
         general = self.authenticated if subject else self.anonymous
-        hits = [self.limiter.hit(general, f"account:{subject}" if subject else f"ip:{address}")]
+        key = f"account:{subject}" if subject else f"ip:{address}"
         if scope["path"] in self.sensitive_paths and scope["method"] not in _SAFE_METHODS:
-            # Its own namespace: with equal limits the keys would otherwise coincide.
-            hits.append(self.limiter.hit(self.sensitive, "sensitive", f"ip:{address}"))
-        # Report a refusal first (the longest), else the limit with the least left.
-        decisions = await asyncio.gather(*hits)
-        decision = min(decisions, key=lambda d: (d.allowed, d.remaining, -d.reset_after))
+            decisions = await asyncio.gather(
+                self.limiter.hit(general, key),
+                # Its own namespace: with equal limits the keys would otherwise coincide.
+                self.limiter.hit(self.sensitive, "sensitive", f"ip:{address}"),
+            )
+            # Report a refusal first (the longest), else the limit with the least left.
+            decision = min(decisions, key=lambda d: (d.allowed, d.remaining, -d.reset_after))
+        else:
+            # Awaited directly: gather would wrap even one hit in a task of its own, and
+            # every request pays for the one hit.
+            decision = await self.limiter.hit(general, key)
         headers = rate_limit_headers(decision)
 
         async def send_with_headers(message: Message) -> None:
