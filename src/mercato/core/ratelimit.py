@@ -51,6 +51,48 @@ class Decision:
     window: int  # the window's length in seconds, for RateLimit-Policy
 
 
+class SweptMemoryStorage(MemoryStorage):
+    """`limits`' in-process storage, with expired counters swept at most once a second.
+
+    The library's own storage starts a sweep task after every hit, and each sweep walks every
+    counter: with 10,000 callers in a window a hit cost ~1.7 ms of CPU on the bench machine
+    (65 µs with one), a full core at 600 requests/s. Expired counters are already ignored
+    when read (`get`); the sweep only frees their memory, so once a second is enough.
+    """
+
+    def __init__(self, *, sweep_every_seconds: float = 1.0) -> None:
+        super().__init__()
+        self.sweep_every_seconds = sweep_every_seconds
+        self._next_sweep = 0.0
+
+    async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        await self.get(key)  # drops the counter if it has expired
+        self._sweep_now_and_then()
+        async with self.locks[key]:
+            self.storage[key] += amount
+            if self.storage[key] == amount:
+                self.expirations[key] = time.time() + expiry
+        return self.storage.get(key, amount)
+
+    async def decr(self, key: str, amount: int = 1) -> int:
+        await self.get(key)
+        self._sweep_now_and_then()
+        async with self.locks[key]:
+            self.storage[key] = max(self.storage[key] - amount, 0)
+        return self.storage.get(key, amount)
+
+    def _sweep_now_and_then(self) -> None:
+        now = time.time()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.sweep_every_seconds
+        expired = [key for key, at in self.expirations.items() if at <= now]
+        for key in expired:
+            self.storage.pop(key, None)
+            self.expirations.pop(key, None)
+            self.locks.pop(key, None)
+
+
 class RateLimiter:
     """Hits on named limits ("100/minute"), counted in a sliding window.
 
@@ -78,7 +120,7 @@ class RateLimiter:
     def create(cls, redis_url: str | None, *, key_prefix: str = _KEY_PREFIX) -> RateLimiter:
         """Redis-backed when a URL (redis://, rediss://) is given, per process otherwise."""
         if not redis_url:
-            return cls(MemoryStorage())
+            return cls(SweptMemoryStorage())
         url = redis_url.removeprefix("async+")
         # Our own pool: short timeouts (redis-py waits 5 s by default), one retry for a
         # connection dropped by a Redis restart, and something to close on shutdown.
