@@ -19,6 +19,7 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mercato.core.errors import MalformedJson, ValidationFailed
 
@@ -30,9 +31,22 @@ class DirectRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], *, handler: Handler, **kwargs: Any):
         self._handler = handler  # read by get_route_handler(), which __init__ calls
         super().__init__(path, endpoint, **kwargs)
+        # Not FastAPI's request_response wrapper either: it opens two AsyncExitStacks per
+        # request (for dependencies with yield, which a direct route has none of) and its own
+        # exception wrapper. A handler's errors reach the app's ExceptionMiddleware, which
+        # maps them as it does for every route.
+        self.app = _serve(handler)
 
     def get_route_handler(self) -> Handler:
         return self._handler
+
+
+def _serve(handler: Handler) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await handler(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+    return app
 
 
 def path_uuid(request: Request, name: str) -> uuid.UUID:
