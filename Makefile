@@ -42,7 +42,7 @@ schema-docs: $(STAMP)
 	$(BIN)/mercato migrate
 	$(BIN)/mercato schema docs
 
-## W1–W3 against the app and the reference server; writes docs/benchmarks.md.
+## Every workload (W1–W3, A1, W4, S1, E1) against its reference; writes docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 

@@ -1,4 +1,4 @@
-"""`make bench`: W1 to W3 against the app and the reference server, then S1, in one run.
+"""`make bench`: W1 to W3 against the app and the reference server, then A1, W4, S1 and E1.
 
 Prepares the `mercato_bench` database (migrate, seed 100k products), starts the app in
 production mode and the reference server side by side (1 and 2 workers), measures peak
