@@ -5,7 +5,7 @@ given access tokens (signed with the app's own key set, which lives in the datab
 app (1 worker, production settings) takes orders of 1-3 random products, each with a fresh
 Idempotency-Key: first closed-loop from wrk (64 connections) for its peak, then open-loop
 (bench/openloop.py) at 70% of that peak for its latency, measured from each request's
-intended send time. Around each app phase, the checker compares every product's stock
+intended send time, once per wrk repeat (the run with the median p95 is reported). Around each app phase, the checker compares every product's stock
 with the quantities ordered: any difference or negative count is an oversell. The floor
 is the same transaction as pgbench scripts (bench/w4_floor.py) at several client counts,
 the best of which is the floor, as the reference figures of BENCHMARKS.md are; each wrk
@@ -57,7 +57,8 @@ WRITTEN = (
 @dataclass
 class W4Run:
     app: list[loadgen.WrkResult] = field(default_factory=list)
-    open_loop: loadgen.OpenLoopResult | None = None
+    open_loop: loadgen.OpenLoopResult | None = None  # the median of `open_loops` by p95
+    open_loops: list[loadgen.OpenLoopResult] = field(default_factory=list)
     floor: list[w4_floor.FloorRun] = field(default_factory=list)
     oversold: int = -1
     ordered: int = 0
@@ -296,15 +297,26 @@ def run_w4(
                 f"failed {floor.failed}"
             )
     rate = OPEN_LOOP_SHARE * run.peak()
-    asyncio.run(_vacuum(url))
-    with check:
-        run.open_loop = latency = loadgen.run_open_loop(
-            app, results / W4.app_data, rate=rate, seconds=open_loop_seconds, cpus=cpus, orders=True
+    # As many open-loop runs as wrk repeats: on a shared machine one short run's p95 moved
+    # between 12 and 120 ms with the same code; the median run is the figure reported.
+    for _ in range(repeats):
+        asyncio.run(_vacuum(url))
+        with check:
+            latency = loadgen.run_open_loop(
+                app,
+                results / W4.app_data,
+                rate=rate,
+                seconds=open_loop_seconds,
+                cpus=cpus,
+                orders=True,
+            )
+        run.open_loops.append(latency)
+        print(
+            f"  W4   app       open loop at {rate:,.0f} orders/s: p50 {latency.p50_ms:.1f} "
+            f"p95 {latency.p95_ms:.1f} p99 {latency.p99_ms:.1f} ms, {latency.failed} failed"
         )
-    print(
-        f"  W4   app       open loop at {rate:,.0f} orders/s: p50 {latency.p50_ms:.1f} "
-        f"p95 {latency.p95_ms:.1f} p99 {latency.p99_ms:.1f} ms, {latency.failed} failed"
-    )
+    ranked = sorted(run.open_loops, key=lambda r: r.p95_ms)
+    run.open_loop = ranked[(len(ranked) - 1) // 2]
     run.oversold, run.ordered = len(check.oversold), check.ordered
     asyncio.run(_settle_pending_at(url))
     return run
@@ -375,7 +387,10 @@ def w4_section(run: W4Run, table: Callable[[list[str], list[list[str]]], Any]) -
         "",
         f"- **{ratio:.2f} x the pgbench floor** (target >= 0.5; floor = best of "
         f"{', '.join(str(c) for c in w4_floor.CLIENTS)} clients: {floor:,.0f} tps at {clients}); "
-        f"**open-loop p95 {p95:.1f} ms at {rate:,.0f} orders/s** (target <= 50 ms); "
+        f"**open-loop p95 {p95:.1f} ms at {rate:,.0f} orders/s** (target <= 50 ms; the median "
+        f"of {len(run.open_loops)} runs: "
+        + " / ".join(f"{r.p95_ms:.1f}" for r in run.open_loops)
+        + " ms); "
         f"**oversell: {run.oversold}** products whose stock differs from the units ordered "
         f"({run.ordered:,} units ordered in all).",
         "- Repeat by repeat (each wrk run against the best floor run right after it): "
