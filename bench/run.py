@@ -39,6 +39,7 @@ import report
 import servers
 import stream
 import w4
+import w4_report
 from bench_keys import bench_secrets
 from plan import Plan, make_plan, parse_args
 from report import WORKLOADS, Cell, Workload
@@ -313,9 +314,9 @@ def main() -> None:
             args.output,
             flag="--only-w4",
             measure=bench.w4,
-            header=w4.HEADER,
-            rows=w4.w4_rows,
-            section=w4.w4_section,
+            header=w4_report.HEADER,
+            rows=w4_report.w4_rows,
+            section=w4_report.w4_section,
         )
         return
     if args.only_e1:
@@ -397,7 +398,7 @@ def main() -> None:
     print()
     print(report.console(auth.HEADER, auth.auth_rows(a1)))
     print()
-    print(report.console(w4.HEADER, w4.w4_rows(w4_run)))
+    print(report.console(w4_report.HEADER, w4_report.w4_rows(w4_run)))
     print()
     print(report.console(stream.S1_HEADER, stream.s1_rows(s1)))
     print()
@@ -405,7 +406,7 @@ def main() -> None:
     extra = [
         *auth.auth_section(a1, report.table),
         "",
-        *w4.w4_section(w4_run, report.table),
+        *w4_report.w4_section(w4_run, report.table),
         "",
         *stream.s1_section(s1, report.table),
         "",
