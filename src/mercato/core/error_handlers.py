@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +16,7 @@ from mercato.core.errors import (
     TooManyAttempts,
     ValidationFailed,
     error_body,
+    validation_details,
 )
 from mercato.core.observability import request_id_var
 
@@ -37,25 +36,12 @@ async def _domain_error(_: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-def _field(location: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in location)
-
-
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(error.get("type") == "json_invalid" for error in errors):
         return error_response(MalformedJson())
-    # The offending input is deliberately left out: it may be huge, or a secret.
-    details = [
-        {
-            "field": _field(error.get("loc", ())),
-            "message": error.get("msg", ""),
-            "type": error.get("type"),
-        }
-        for error in errors[:50]
-    ]
-    return error_response(ValidationFailed(details=details))
+    return error_response(ValidationFailed(details=validation_details(errors)))
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:

@@ -9,6 +9,7 @@ framework, into one JSON shape:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -136,6 +137,22 @@ def error_body(
             "request_id": request_id,
         }
     }
+
+
+def validation_details(
+    errors: Sequence[Mapping[str, Any]], *, prefix: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Pydantic's errors as the error model's details (at most 50), each field named by its
+    location under `prefix`. The offending input is deliberately left out: it may be huge,
+    or a secret."""
+    return [
+        {
+            "field": ".".join(map(str, (*prefix, *error.get("loc", ())))),
+            "message": error.get("msg", ""),
+            "type": error.get("type"),
+        }
+        for error in errors[:50]
+    ]
 
 
 class ErrorDetail(BaseModel):

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mercato.core.errors import MalformedJson, ValidationFailed
+from mercato.core.errors import MalformedJson, ValidationFailed, validation_details
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -92,9 +92,4 @@ async def json_body(request: Request, model: type[ModelT]) -> ModelT:
 
 
 def _validation_failed(where: str, error: ValidationError) -> ValidationFailed:
-    # The offending input is deliberately left out: it may be huge, or a secret.
-    details = [
-        {"field": ".".join([where, *map(str, e["loc"])]), "message": e["msg"], "type": e["type"]}
-        for e in error.errors()[:50]
-    ]
-    return ValidationFailed(details=details)
+    return ValidationFailed(details=validation_details(error.errors(), prefix=(where,)))
